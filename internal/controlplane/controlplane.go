@@ -1,0 +1,568 @@
+// Package controlplane runs a real Kubernetes control plane on loopback, built from Go
+// modules: embedded etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+// (nodes, pod lifecycle, kubelet logs and metrics), Argo's workflow-controller archiving to
+// Postgres, and metrics-server behind the aggregation layer.
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Ports are the loopback ports the components listen on.
+type Ports struct {
+	Etcd, EtcdPeer, APIServer, Kubelet, MetricsServer int
+}
+
+// DefaultPorts are used by `make run` and `make cluster`.
+func DefaultPorts() Ports {
+	return Ports{Etcd: 12379, EtcdPeer: 12380, APIServer: 6443, Kubelet: 10250, MetricsServer: 14443}
+}
+
+func (p Ports) named() []namedPort {
+	return []namedPort{
+		{"etcd", p.Etcd}, {"etcd peer", p.EtcdPeer}, {"kube-apiserver", p.APIServer},
+		{"kwok kubelet", p.Kubelet}, {"metrics-server", p.MetricsServer},
+	}
+}
+
+type namedPort struct {
+	name string
+	port int
+}
+
+// Postgres is where Argo's workflow-controller archives workflows.
+type Postgres struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+	// Database is created when missing.
+	Database string
+	// DropOnStop removes the database when the control plane stops (tests).
+	DropOnStop bool
+}
+
+// Config configures a control plane.
+type Config struct {
+	Dir         string // state folder, kept across restarts
+	BinDir      string // component binaries and gathered manifests
+	Repo        string // repository root, where hack/ builds the components
+	Ports       Ports
+	AutoPorts   bool // pick free ports instead of Ports
+	Postgres    Postgres
+	ClusterName string
+	// Build builds missing or outdated components before starting.
+	Build bool
+	// Out receives progress meant for a person.
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+const (
+	argoNamespace = "argo"
+	nodeName      = "kwok-node-0"
+	// metricsIP is the made-up endpoint address of metrics-server; the egress proxy maps it
+	// to 127.0.0.1 (Kubernetes refuses loopback endpoint addresses). No packet goes there.
+	metricsIP       = "10.0.3.200"
+	serviceCIDR     = "10.0.0.0/24"
+	podCIDR         = "10.1.0.1/16"
+	componentStopTO = 10 * time.Second
+)
+
+// ControlPlane is a running control plane.
+type ControlPlane struct {
+	cfg   Config
+	info  Info
+	procs map[string]*process
+	order []string // start order; stopped in reverse
+	proxy *egressProxy
+	admin *rest.Config
+	ctl   *http.Server
+	mu    sync.Mutex
+}
+
+// Start brings every component up and returns once the whole plane is ready. The state
+// folder's info.json is written last: its presence means "ready".
+func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = "local"
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, err
+	}
+	_ = os.Remove(filepath.Join(cfg.Dir, infoFile))
+	_ = os.Remove(filepath.Join(cfg.Dir, failedFile))
+	defer func() {
+		if err != nil {
+			_ = os.WriteFile(filepath.Join(cfg.Dir, failedFile), []byte(err.Error()), 0o644)
+		}
+	}()
+	if cfg.Build {
+		if err := EnsureBuilt(ctx, cfg.Repo, cfg.BinDir, cfg.Out); err != nil {
+			return nil, err
+		}
+	}
+	begin := time.Now()
+	if cfg.AutoPorts {
+		if cfg.Ports, err = freePorts(); err != nil {
+			return nil, err
+		}
+	} else if err := checkPortsFree(cfg.Ports); err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{cfg: cfg, procs: map[string]*process{}}
+	defer func() {
+		if err != nil {
+			cp.Stop()
+		}
+	}()
+	files, err := prepareState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cp.info = files.info
+	if cp.admin, err = clientcmd.BuildConfigFromFlags("", files.info.Kubeconfig); err != nil {
+		return nil, err
+	}
+	cp.admin.QPS, cp.admin.Burst = 500, 1000
+
+	dbErr := make(chan error, 1)
+	go func() { dbErr <- ensureDatabase(ctx, cfg.Postgres) }()
+
+	cp.proxy = &egressProxy{socket: files.egressSocket, mapped: map[string]bool{metricsIP: true}, logger: cfg.Logger}
+	if err := cp.proxy.start(); err != nil {
+		return nil, fmt.Errorf("egress proxy: %w", err)
+	}
+	cp.define(files)
+	fmt.Fprintf(cfg.Out, "starting etcd and kube-apiserver on 127.0.0.1:%d\n", cfg.Ports.APIServer)
+	if err := cp.startProcess("etcd"); err != nil {
+		return nil, err
+	}
+	if err := cp.startProcess("kube-apiserver"); err != nil {
+		return nil, err
+	}
+	if err := cp.waitAPIServer(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "metrics-server"} {
+		if err := cp.startProcess(name); err != nil {
+			return nil, err
+		}
+	}
+	cs, err := kubernetes.NewForConfig(cp.admin)
+	if err != nil {
+		return nil, err
+	}
+	ap, err := newApplier(cp.admin)
+	if err != nil {
+		return nil, err
+	}
+	if err := cp.bootstrap(ctx, ap); err != nil {
+		return nil, err
+	}
+	if err := <-dbErr; err != nil {
+		return nil, err
+	}
+	if err := cp.startProcess("workflow-controller"); err != nil {
+		return nil, err
+	}
+	if err := cp.waitReady(ctx, cs, 60*time.Second); err != nil {
+		return nil, err
+	}
+	if err := cp.serveControl(); err != nil {
+		return nil, err
+	}
+	if err := writeInfo(cp.info); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Out, "control plane ready in %s\n", time.Since(begin).Round(10*time.Millisecond))
+	return cp, nil
+}
+
+// Info describes the running plane.
+func (cp *ControlPlane) Info() Info { return cp.info }
+
+// Stop stops every component, newest first, and removes info.json.
+func (cp *ControlPlane) Stop() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	_ = os.Remove(filepath.Join(cp.cfg.Dir, infoFile))
+	if cp.ctl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = cp.ctl.Shutdown(ctx)
+		cancel()
+	}
+	for i := len(cp.order) - 1; i >= 0; i-- {
+		cp.procs[cp.order[i]].stop(componentStopTO)
+	}
+	if cp.proxy != nil {
+		cp.proxy.close()
+	}
+	if cp.cfg.Postgres.DropOnStop {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := dropDatabase(ctx, cp.cfg.Postgres); err != nil {
+			cp.cfg.Logger.Warn("drop archive database", "err", err)
+		}
+	}
+}
+
+// Restart stops one component and starts it again with its state kept. For the API
+// server it returns once /readyz answers.
+func (cp *ControlPlane) Restart(ctx context.Context, name string) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	p, ok := cp.procs[name]
+	if !ok {
+		return fmt.Errorf("no component %q", name)
+	}
+	if err := p.restart(componentStopTO); err != nil {
+		return err
+	}
+	if name == "kube-apiserver" {
+		return cp.waitAPIServer(ctx, 60*time.Second)
+	}
+	return nil
+}
+
+func (cp *ControlPlane) startProcess(name string) error {
+	p := cp.procs[name]
+	if err := p.start(); err != nil {
+		return err
+	}
+	cp.order = append(cp.order, name)
+	return nil
+}
+
+type stateFiles struct {
+	info                                      Info
+	pki                                       string
+	serving, frontProxyCA, frontProxyClient   *keyPair
+	ca                                        *keyPair
+	saKey, tokens, egressConfig, egressSocket string
+}
+
+// prepareState makes (or reuses) certificates, keys, tokens and kubeconfigs.
+func prepareState(cfg Config) (stateFiles, error) {
+	var f stateFiles
+	f.pki = filepath.Join(cfg.Dir, "pki")
+	for _, d := range []string{f.pki, filepath.Join(cfg.Dir, "logs"), filepath.Join(cfg.Dir, "pods"), filepath.Join(cfg.Dir, "kubeconfig")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return f, err
+		}
+	}
+	var err error
+	if f.ca, err = loadOrCreateCA(f.pki, "ca"); err != nil {
+		return f, err
+	}
+	if f.serving, err = f.ca.issue(f.pki, "serving", certSpec{
+		commonName: "kube-apiserver",
+		ips:        []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.IPv4(10, 0, 0, 1)},
+		dns:        []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		usages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}); err != nil {
+		return f, err
+	}
+	if f.frontProxyCA, err = loadOrCreateCA(f.pki, "front-proxy-ca"); err != nil {
+		return f, err
+	}
+	if f.frontProxyClient, err = f.frontProxyCA.issue(f.pki, "front-proxy-client", certSpec{
+		commonName: "front-proxy-client", usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return f, err
+	}
+	f.saKey = filepath.Join(f.pki, "service-account.key")
+	if err := ensureServiceAccountKey(f.saKey); err != nil {
+		return f, err
+	}
+	tokens, err := ensureTokens(filepath.Join(f.pki, "tokens.csv"))
+	if err != nil {
+		return f, err
+	}
+	f.tokens = filepath.Join(f.pki, "tokens.csv")
+	f.egressSocket = filepath.Join(cfg.Dir, "egress.sock")
+	f.egressConfig = filepath.Join(f.pki, "egress-selector.yaml")
+	egress := fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: %s
+`, f.egressSocket)
+	if err := os.WriteFile(f.egressConfig, []byte(egress), 0o644); err != nil {
+		return f, err
+	}
+	server := "https://127.0.0.1:" + strconv.Itoa(cfg.Ports.APIServer)
+	f.info = Info{
+		Dir:             cfg.Dir,
+		Server:          server,
+		Kubeconfig:      filepath.Join(cfg.Dir, "kubeconfig", "admin.kubeconfig"),
+		UserKubeconfigs: map[string]string{},
+		Tokens:          tokens,
+		CAFile:          f.ca.CertFile,
+		ArgoNamespace:   argoNamespace,
+		ArchiveDSN:      cfg.Postgres.dsn(cfg.Postgres.Database),
+		ClusterName:     cfg.ClusterName,
+		LogDir:          filepath.Join(cfg.Dir, "pods"),
+		ControlSocket:   filepath.Join(cfg.Dir, "control.sock"),
+		NodeName:        nodeName,
+	}
+	if err := writeKubeconfig(f.info.Kubeconfig, server, f.ca.CertFile, "admin", tokens["admin"]); err != nil {
+		return f, err
+	}
+	for _, u := range TestUsers {
+		path := filepath.Join(cfg.Dir, "kubeconfig", u+".kubeconfig")
+		if err := writeKubeconfig(path, server, f.ca.CertFile, u, tokens[u]); err != nil {
+			return f, err
+		}
+		f.info.UserKubeconfigs[u] = path
+	}
+	return f, nil
+}
+
+// ensureTokens keeps the static tokens across restarts so kubeconfigs stay valid.
+func ensureTokens(path string) (map[string]string, error) {
+	tokens := map[string]string{}
+	if b, err := os.ReadFile(path); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			parts := strings.SplitN(line, ",", 3)
+			if len(parts) >= 2 {
+				tokens[parts[1]] = parts[0]
+			}
+		}
+	}
+	var b strings.Builder
+	users := append([]string{"admin"}, TestUsers...)
+	for _, u := range users {
+		if tokens[u] == "" {
+			var raw [24]byte
+			if _, err := rand.Read(raw[:]); err != nil {
+				return nil, err
+			}
+			tokens[u] = hex.EncodeToString(raw[:])
+		}
+		groups := userGroups[u]
+		if u == "admin" {
+			groups = []string{"system:masters"}
+		}
+		fmt.Fprintf(&b, "%s,%s,%s,\"%s\"\n", tokens[u], u, u, strings.Join(groups, ","))
+	}
+	return tokens, os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+func writeKubeconfig(path, server, caFile, user, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["dwp-local"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["dwp-local"] = &clientcmdapi.Context{Cluster: "dwp-local", AuthInfo: user}
+	cfg.CurrentContext = "dwp-local"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// define sets up every component's command line.
+func (cp *ControlPlane) define(f stateFiles) {
+	c := cp.cfg
+	logs := filepath.Join(c.Dir, "logs")
+	kc := f.info.Kubeconfig
+	add := func(name string, args []string, env ...string) {
+		cp.procs[name] = newProcess(c.Logger, logs, c.BinDir, name, args, env...)
+	}
+	add("etcd", []string{
+		"--data-dir=" + filepath.Join(c.Dir, "etcd"),
+		"--listen-client-url=http://127.0.0.1:" + strconv.Itoa(c.Ports.Etcd),
+		"--listen-peer-url=http://127.0.0.1:" + strconv.Itoa(c.Ports.EtcdPeer),
+	})
+	add("kube-apiserver", []string{
+		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(c.Ports.Etcd),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.Ports.APIServer),
+		"--endpoint-reconciler-type=none",
+		"--cert-dir=" + filepath.Join(f.pki, "apiserver"),
+		"--tls-cert-file=" + f.serving.CertFile,
+		"--tls-private-key-file=" + f.serving.KeyFile,
+		"--client-ca-file=" + f.ca.CertFile,
+		"--token-auth-file=" + f.tokens,
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + f.saKey,
+		"--service-account-signing-key-file=" + f.saKey,
+		"--service-cluster-ip-range=" + serviceCIDR,
+		"--egress-selector-config-file=" + f.egressConfig,
+		"--requestheader-client-ca-file=" + f.frontProxyCA.CertFile,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + f.frontProxyClient.CertFile,
+		"--proxy-client-key-file=" + f.frontProxyClient.KeyFile,
+		"--enable-aggregator-routing=true",
+		"--kubelet-preferred-address-types=InternalIP",
+		"--allow-privileged=true",
+		"--profiling=false",
+	})
+	add("kube-controller-manager", []string{
+		"--kubeconfig=" + kc,
+		"--service-account-private-key-file=" + f.saKey,
+		"--root-ca-file=" + f.ca.CertFile,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=*,-nodeipam,-nodelifecycle",
+	})
+	add("kube-scheduler", []string{"--kubeconfig=" + kc, "--leader-elect=false", "--secure-port=0"})
+	kubelet := strconv.Itoa(c.Ports.Kubelet)
+	add("kwok", []string{
+		"--kubeconfig=" + kc,
+		"--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--cidr=" + podCIDR,
+		"--node-ip=127.0.0.1",
+		"--node-port=" + kubelet,
+		"--server-address=127.0.0.1:" + kubelet,
+		"--tls-cert-file=" + f.serving.CertFile,
+		"--tls-private-key-file=" + f.serving.KeyFile,
+		"--enable-crds=Stage,Logs,ClusterLogs,Metric,ClusterResourceUsage,ResourceUsage",
+	})
+	add("metrics-server", []string{
+		"--kubeconfig=" + kc,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
+		"--secure-port=" + strconv.Itoa(c.Ports.MetricsServer),
+		"--bind-address=127.0.0.1",
+		"--cert-dir=" + filepath.Join(f.pki, "metrics-server"),
+		"--kubelet-insecure-tls",
+		"--kubelet-use-node-status-port",
+		"--kubelet-preferred-address-types=InternalIP",
+		"--metric-resolution=15s",
+	})
+	add("workflow-controller", []string{
+		"--kubeconfig=" + kc,
+		"--namespace=" + argoNamespace,
+		"--qps=100", "--burst=200",
+	},
+		"LEADER_ELECTION_DISABLE=true",
+		"LEADER_ELECTION_IDENTITY=dwp-local",
+		// Poll workflows often: kwok completes pods in about a second.
+		"DEFAULT_REQUEUE_TIME=1s",
+	)
+}
+
+func (cp *ControlPlane) waitAPIServer(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	rt, err := rest.TransportFor(cp.admin)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: rt, Timeout: 2 * time.Second}
+	err = waitFor(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		if !cp.procs["kube-apiserver"].running() {
+			return errors.New("kube-apiserver is not running")
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cp.info.Server+"/readyz", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver not ready (see %s): %w", filepath.Join(cp.cfg.Dir, "logs", "kube-apiserver.log"), err)
+	}
+	return nil
+}
+
+func freePorts() (Ports, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range 5 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return Ports{}, fmt.Errorf("find a free port: %w", err)
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return Ports{Etcd: ports[0], EtcdPeer: ports[1], APIServer: ports[2], Kubelet: ports[3], MetricsServer: ports[4]}, nil
+}
+
+func checkPortsFree(p Ports) error {
+	for _, np := range p.named() {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(np.port))
+		if err != nil {
+			return fmt.Errorf("port %d for %s is taken (is another control plane running? stop it, or choose other ports): %w", np.port, np.name, err)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+// serveControl answers POST /restart/<component> and GET /status on a Unix socket.
+func (cp *ControlPlane) serveControl() error {
+	_ = os.Remove(cp.info.ControlSocket)
+	ln, err := net.Listen("unix", cp.info.ControlSocket)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /restart/{component}", func(w http.ResponseWriter, r *http.Request) {
+		if err := cp.Restart(r.Context(), r.PathValue("component")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "restarted\n")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		for _, name := range cp.order {
+			state := "running"
+			if !cp.procs[name].running() {
+				state = "stopped"
+			}
+			fmt.Fprintf(w, "%s %s\n", name, state)
+		}
+	})
+	cp.ctl = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = cp.ctl.Serve(ln) }()
+	return nil
+}

@@ -1,0 +1,205 @@
+package controlplane
+
+import (
+	"bufio"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The pinned manifest versions must be the versions the components are built from.
+func TestPinnedVersionsMatchComponentModules(t *testing.T) {
+	cases := []struct{ gomod, module, version string }{
+		{"../../hack/argo/go.mod", "github.com/argoproj/argo-workflows/v3", argoWorkflowsVersion},
+		{"../../hack/controlplane/go.mod", "sigs.k8s.io/kwok", kwokVersion},
+		{"../../hack/controlplane/go.mod", "k8s.io/kubernetes", kubeVersion},
+	}
+	for _, tc := range cases {
+		b, err := os.ReadFile(tc.gomod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(tc.module) + `\s+(v\S+)`)
+		m := re.FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("%s does not require %s", tc.gomod, tc.module)
+		}
+		if string(m[1]) != tc.version {
+			t.Errorf("%s requires %s %s, manifests pinned at %s", tc.gomod, tc.module, m[1], tc.version)
+		}
+	}
+}
+
+func TestCertificatesAreIssuedOnceAndVerify(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := loadOrCreateCA(dir, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.issue(dir, "serving", certSpec{commonName: "s", ips: []net.IP{net.IPv4(127, 0, 0, 1)}, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	if _, err := srv.cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Fatalf("serving cert does not verify against its CA: %v", err)
+	}
+	if err := srv.cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := ca.issue(dir, "serving", certSpec{commonName: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.cert.Equal(srv.cert) {
+		t.Fatal("a second start issued a new certificate; it must reuse the stored one")
+	}
+}
+
+func TestTokensAreStableAndListEveryUser(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.csv")
+	first, err := ensureTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := ensureTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range append([]string{"admin"}, TestUsers...) {
+		if first[u] == "" || first[u] != second[u] {
+			t.Errorf("token of %s: %q then %q", u, first[u], second[u])
+		}
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `,admin,admin,"system:masters"`) {
+		t.Errorf("admin is not in system:masters:\n%s", b)
+	}
+}
+
+func TestDecodeYAMLDocuments(t *testing.T) {
+	cases := []struct {
+		name    string
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"two documents and an empty one", "apiVersion: v1\nkind: A\n---\n---\napiVersion: v1\nkind: B\n", 2, false},
+		{"comment only", "# nothing\n", 0, false},
+		{"no kind", "apiVersion: v1\nmetadata: {}\n", 0, true},
+		{"broken", "kind: [\n", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeYAMLDocuments([]byte(tc.in))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if len(got) != tc.want {
+				t.Fatalf("%d documents, want %d", len(got), tc.want)
+			}
+		})
+	}
+}
+
+func TestOwnManifestsAreTemplatedCompletely(t *testing.T) {
+	vars := map[string]string{}
+	for _, k := range []string{"NODE_NAME", "ARGO_NAMESPACE", "CLUSTER_NAME", "PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "ARCHIVE_DB", "METRICS_IP", "METRICS_PORT"} {
+		vars[k] = "x1"
+	}
+	objs, err := readOwnManifests(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) < 5 {
+		t.Fatalf("%d objects", len(objs))
+	}
+	for _, o := range objs {
+		if strings.Contains(toString(o), "${") {
+			t.Errorf("unreplaced variable in %v", o["kind"])
+		}
+	}
+}
+
+func toString(v any) string {
+	var b strings.Builder
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				b.WriteString(k + " ")
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case string:
+			b.WriteString(x + " ")
+		}
+	}
+	walk(v)
+	return b.String()
+}
+
+func TestEgressProxyMapsMadeUpAddressesToLoopbackOnly(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	go func() {
+		for {
+			c, err := backend.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	port := backend.Addr().(*net.TCPAddr).Port
+	p := &egressProxy{socket: filepath.Join(t.TempDir(), "e.sock"), mapped: map[string]bool{"10.9.9.9": true}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := p.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	connect := func(target string) (net.Conn, *bufio.Reader, int) {
+		c, err := net.Dial("unix", p.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, br, resp.StatusCode
+	}
+	c, br, code := connect(net.JoinHostPort("10.9.9.9", itoa(port)))
+	if code != 200 {
+		t.Fatalf("mapped address: status %d", code)
+	}
+	io.WriteString(c, "ping\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Fatalf("echo through the proxy: %q %v", line, err)
+	}
+	c.Close()
+	if _, _, code := connect("192.0.2.1:443"); code != http.StatusForbidden {
+		t.Fatalf("unmapped non-loopback destination: status %d, want 403", code)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+

@@ -1,0 +1,135 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one supervised component. It is restarted when it exits by itself, and
+// killed with the launcher (Pdeathsig), so no component outlives a crashed launcher.
+type process struct {
+	name string
+	bin  string
+	args []string
+	env  []string
+	log  string // file that receives stdout and stderr
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	stopped bool // set while a deliberate stop or restart is in progress
+	logger  *slog.Logger
+}
+
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.startLocked()
+}
+
+func (p *process) startLocked() error {
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited, p.stopped = cmd, exited, false
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		close(exited)
+		p.mu.Lock()
+		again := !p.stopped && p.cmd == cmd
+		p.mu.Unlock()
+		if again {
+			p.logger.Warn("component exited; restarting", "component", p.name, "err", err, "log", p.log)
+			time.Sleep(time.Second)
+			p.mu.Lock()
+			if !p.stopped && p.cmd == cmd {
+				if err := p.startLocked(); err != nil {
+					p.logger.Error("restart failed", "component", p.name, "err", err)
+				}
+			}
+			p.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// stop sends SIGTERM and waits, then SIGKILL.
+func (p *process) stop(timeout time.Duration) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.stopped = true
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+func (p *process) restart(timeout time.Duration) error {
+	p.stop(timeout)
+	return p.start()
+}
+
+func (p *process) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func newProcess(logger *slog.Logger, logDir, binDir, name string, args []string, env ...string) *process {
+	return &process{
+		name:   name,
+		bin:    filepath.Join(binDir, name),
+		args:   args,
+		env:    env,
+		log:    filepath.Join(logDir, name+".log"),
+		logger: logger,
+	}
+}
+
+// waitFor polls check until it returns nil or ctx ends, returning check's last error.
+func waitFor(ctx context.Context, every time.Duration, check func(context.Context) error) error {
+	var last error
+	for {
+		if last = check(ctx); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(every):
+		}
+	}
+}

@@ -1,0 +1,426 @@
+// Package clustertest gives integration tests a real local control plane
+// (kube-apiserver, controller-manager, scheduler, kwok, Argo's workflow-controller,
+// metrics-server) started once per test binary, or reused when DWP_CLUSTER_DIR names
+// the state folder of one already running (as `make test` does).
+//
+// Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { clustertest.Main(m) }
+//
+// and in a test:
+//
+//	env := clustertest.Get(t)
+//	ns := env.Namespace(t)                 // a fresh namespace, deleted when the test ends
+//	cs := env.AdminClientset(t)
+//	alice := env.UserConfig(t, "alice")    // a rest.Config authenticated as the test user alice
+package clustertest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/dwp-sre/dwp-sre/internal/controlplane"
+)
+
+// EnvDir is the environment variable naming the state folder of a running control plane to reuse.
+const EnvDir = "DWP_CLUSTER_DIR"
+
+// Env is a running control plane as tests see it.
+type Env struct {
+	controlplane.Info
+
+	// Admin authenticates as a cluster administrator (group system:masters).
+	Admin *rest.Config
+}
+
+var (
+	shared  *Env
+	initErr error
+)
+
+// Main starts (or attaches to) the control plane, runs the tests and exits.
+// When the control plane cannot be had, every test that calls Get fails with the reason.
+func Main(m *testing.M) {
+	code := func() int {
+		stop, err := start()
+		if err != nil {
+			initErr = err
+		}
+		if stop != nil {
+			defer stop()
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// Get returns the shared environment or fails the test.
+func Get(t testing.TB) *Env {
+	t.Helper()
+	if initErr != nil {
+		t.Fatalf("local control plane: %v", initErr)
+	}
+	if shared == nil {
+		t.Fatal("clustertest: call clustertest.Main(m) from TestMain")
+	}
+	return shared
+}
+
+func start() (stop func(), err error) {
+	if dir := os.Getenv(EnvDir); dir != "" {
+		info, err := controlplane.ReadInfo(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s: %w", EnvDir, dir, err)
+		}
+		shared, err = newEnv(info)
+		return nil, err
+	}
+	info, stop, err := launch()
+	if err != nil {
+		return stop, err
+	}
+	shared, err = newEnv(info)
+	return stop, err
+}
+
+// Private starts a control plane of the test's own, stopped when the test ends. Tests that
+// disrupt the plane (restarting the API server) use it, so that tests running beside them
+// on the shared plane are not disturbed. It takes seconds once the components are built.
+func Private(t testing.TB) *Env {
+	t.Helper()
+	info, stop, err := launch()
+	if stop != nil {
+		t.Cleanup(stop)
+	}
+	if err != nil {
+		t.Fatalf("private control plane: %v", err)
+	}
+	env, err := newEnv(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+var buildLauncher sync.Once
+
+// launch starts the launcher on free ports with a temporary state folder and waits until
+// it is ready.
+func launch() (_ controlplane.Info, stop func(), err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return controlplane.Info{}, nil, err
+	}
+	dir, err := os.MkdirTemp("", "dwp-cluster-")
+	if err != nil {
+		return controlplane.Info{}, nil, err
+	}
+	launcher := filepath.Join(root, "bin", "dwp-cluster")
+	var buildErr error
+	buildLauncher.Do(func() {
+		build := exec.Command("go", "build", "-o", launcher, "./cmd/dwp-cluster")
+		build.Dir = root
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		buildErr = build.Run()
+	})
+	if buildErr != nil {
+		return controlplane.Info{}, nil, fmt.Errorf("build launcher: %w", buildErr)
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	cmd := exec.Command(launcher, "up", "--dir", dir, "--ports", "auto", "--repo", root,
+		"--bin", filepath.Join(root, "bin"),
+		"--archive-db", "dwp_test_"+hex.EncodeToString(suffix[:]), "--drop-archive-db")
+	logf, err := os.Create(filepath.Join(dir, "launcher.log"))
+	if err != nil {
+		return controlplane.Info{}, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return controlplane.Info{}, nil, fmt.Errorf("start launcher: %w", err)
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if os.Getenv("DWP_KEEP_CLUSTER_DIR") == "" {
+			_ = os.RemoveAll(dir)
+		}
+	}
+	// A cold build of the components takes minutes; once built, start-up is seconds.
+	info, err := controlplane.WaitReady(context.Background(), dir, 20*time.Minute)
+	if err != nil {
+		tail, _ := os.ReadFile(filepath.Join(dir, "launcher.log"))
+		return info, stop, fmt.Errorf("%w\nlauncher log:\n%s", err, lastLines(string(tail), 40))
+	}
+	return info, stop, nil
+}
+
+func newEnv(info controlplane.Info) (*Env, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", info.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("admin kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	return &Env{Info: info, Admin: cfg}, nil
+}
+
+func repoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("cannot locate the repository")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..")), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// AdminClientset is a clientset acting as cluster admin.
+func (e *Env) AdminClientset(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(e.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// AdminDynamic is a dynamic client acting as cluster admin.
+func (e *Env) AdminDynamic(t testing.TB) dynamic.Interface {
+	t.Helper()
+	dc, err := dynamic.NewForConfig(e.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dc
+}
+
+// UserConfig is a rest.Config authenticated with the bearer token of a test user
+// (see controlplane.TestUsers). A user has no rights until a test grants them.
+func (e *Env) UserConfig(t testing.TB, user string) *rest.Config {
+	t.Helper()
+	tok, ok := e.Tokens[user]
+	if !ok {
+		t.Fatalf("no test user %q (have %v)", user, controlplane.TestUsers)
+	}
+	cfg := rest.AnonymousClientConfig(e.Admin)
+	cfg.BearerToken = tok
+	return cfg
+}
+
+// Token is the bearer token of a test user, as the portal would send it.
+func (e *Env) Token(t testing.TB, user string) string {
+	t.Helper()
+	tok, ok := e.Tokens[user]
+	if !ok {
+		t.Fatalf("no test user %q", user)
+	}
+	return tok
+}
+
+// Namespace creates a namespace named after the test, deleted when the test ends.
+// It waits until the namespace's default ServiceAccount exists, so pods can be created at once.
+func (e *Env) Namespace(t testing.TB) string {
+	t.Helper()
+	cs := e.AdminClientset(t)
+	name := namespaceName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"dwp.test": "true"}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = cs.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	for {
+		_, err := cs.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return name
+		}
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("default service account: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("namespace %s: default service account never appeared", name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func namespaceName(testName string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(testName) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	base := strings.Trim(b.String(), "-")
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	var suffix [3]byte
+	_, _ = rand.Read(suffix[:])
+	return strings.Trim(base, "-") + "-" + hex.EncodeToString(suffix[:])
+}
+
+// Grant binds a ClusterRole (for example "edit", "view", "admin") to a test user in a namespace.
+func (e *Env) Grant(t testing.TB, namespace, user, clusterRole string) {
+	t.Helper()
+	cs := e.AdminClientset(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cs.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user + "-" + clusterRole},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("grant %s to %s in %s: %v", clusterRole, user, namespace, err)
+	}
+}
+
+var logsGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
+
+// PodLog is the log file kwok serves for one container of a pod, through the kubelet
+// endpoint and so through `pods/log` of the API server.
+type PodLog struct {
+	Path string
+	mu   sync.Mutex
+}
+
+// PodLog makes kwok serve the given container's log of the named pod from a fresh file.
+// Call it before or after the pod exists; append lines with Append.
+func (e *Env) PodLog(t testing.TB, namespace, pod, container string) *PodLog {
+	t.Helper()
+	dir := filepath.Join(e.LogDir, namespace)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, pod+"_"+container+".log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kwok.x-k8s.io/v1alpha1",
+		"kind":       "Logs",
+		"metadata":   map[string]any{"name": pod, "namespace": namespace},
+		"spec": map[string]any{"logs": []any{map[string]any{
+			"containers": []any{container},
+			"logsFile":   path,
+			"follow":     true,
+		}}},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.AdminDynamic(t).Resource(logsGVR).Namespace(namespace).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("kwok Logs for %s/%s: %v", namespace, pod, err)
+	}
+	return &PodLog{Path: path}
+}
+
+// Append writes lines to the log in CRI format, stamped now (one nanosecond apart, so
+// that resuming by time is exact). It returns the timestamps written.
+func (l *PodLog) Append(lines ...string) ([]time.Time, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, err := os.OpenFile(l.Path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	now := time.Now().UTC()
+	stamps := make([]time.Time, 0, len(lines))
+	for i, line := range lines {
+		ts := now.Add(time.Duration(i))
+		stamps = append(stamps, ts)
+		fmt.Fprintf(w, "%s stdout F %s\n", ts.Format(time.RFC3339Nano), line)
+	}
+	return stamps, w.Flush()
+}
+
+// RestartAPIServer stops the kube-apiserver and starts it again with its state kept,
+// returning once it answers /readyz. Open watches and log streams break meanwhile: use it
+// on a Private plane.
+func (e *Env) RestartAPIServer(t testing.TB) {
+	t.Helper()
+	if err := e.Control(context.Background(), "restart/kube-apiserver"); err != nil {
+		t.Fatalf("restart kube-apiserver: %v", err)
+	}
+}
+
+// Control posts a command to the launcher's control socket.
+func (e *Env) Control(ctx context.Context, command string) error {
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", e.ControlSocket)
+	}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://launcher/"+command, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// MarshalJSON keeps tokens out of test logs.
+func (e *Env) String() string {
+	b, _ := json.Marshal(struct{ Server, Kubeconfig string }{e.Server, e.Kubeconfig})
+	return string(b)
+}
