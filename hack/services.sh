@@ -1,25 +1,19 @@
 #!/usr/bin/env bash
 # Makes sure Redis and Postgres answer on their default loopback ports, starting Debian's
-# servers where none answers (installing them when missing and allowed: DWP_INSTALL=1 or CI).
+# servers where none answers, and that the Debian packages the tests use are installed.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+. hack/apt.sh
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-install() {
-  if [ "${DWP_INSTALL:-${CI:-}}" = "" ]; then
-    echo "services: $1 is not installed; run with DWP_INSTALL=1 (or: apt-get install $*)" >&2
-    exit 1
-  fi
-  if [ ! -f /var/lib/apt/lists/lock ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
-    apt-get update -qq
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+# Headless Chromium drives the browser tests.
+command -v chromium >/dev/null || apt_install chromium
 
 if answers 6379; then
   echo "services: redis answers on 127.0.0.1:6379"
 else
-  command -v redis-server >/dev/null || install redis-server
+  command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p /var/lib/redis /var/log/redis
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/dwp.log
@@ -31,7 +25,7 @@ fi
 if answers 5432; then
   echo "services: postgres answers on 127.0.0.1:5432"
 else
-  ls /etc/postgresql/*/main >/dev/null 2>&1 || install postgresql
+  ls /etc/postgresql/*/main >/dev/null 2>&1 || apt_install postgresql
   ver=$(ls /etc/postgresql | sort -V | tail -n 1)
   pg_ctlcluster --skip-systemctl-redirect "$ver" main start
   for _ in $(seq 100); do answers 5432 && break; sleep 0.1; done

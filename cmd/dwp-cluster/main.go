@@ -39,7 +39,11 @@ func main() {
 	pgPassword := fs.String("pg-password", envOr("DWP_PG_PASSWORD", "postgres"), "Postgres password")
 	_ = fs.Parse(args)
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	level := slog.LevelInfo
+	if os.Getenv("DWP_CLUSTER_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	binDir, _ := filepath.Abs(*bin)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,11 +30,12 @@ import (
 
 // applier server-side-applies unstructured objects, finding resources by discovery.
 type applier struct {
+	logger *slog.Logger
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 }
 
-func newApplier(cfg *rest.Config) (*applier, error) {
+func newApplier(cfg *rest.Config, logger *slog.Logger) (*applier, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func newApplier(cfg *rest.Config) (*applier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+	return &applier{logger: logger, dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
 }
 
 func (a *applier) resource(u *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
@@ -79,9 +81,17 @@ func (a *applier) apply(ctx context.Context, objs []map[string]any) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			began := time.Now()
+			defer func() { a.logger.Debug("applied", "kind", u.GetKind(), "name", u.GetName(), "took", time.Since(began)) }()
 			err := waitFor(ctx, 200*time.Millisecond, func(ctx context.Context) error {
 				ri, err := a.resource(u)
 				if err != nil {
+					return err
+				}
+				// Creating is much cheaper than applying for the huge CRDs of a fresh
+				// plane; apply only what exists already.
+				_, err = ri.Create(ctx, u, metav1.CreateOptions{FieldManager: "dwp-cluster"})
+				if !apierrors.IsAlreadyExists(err) {
 					return err
 				}
 				_, err = ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: "dwp-cluster", Force: true})
@@ -117,6 +127,7 @@ func (a *applier) waitEstablished(ctx context.Context, objs []map[string]any) er
 			}
 			return fmt.Errorf("CRD %s not established", name)
 		})
+		a.logger.Debug("established", "crd", name, "at", time.Now().Format(time.StampMilli))
 		if err != nil {
 			return err
 		}
@@ -127,7 +138,7 @@ func (a *applier) waitEstablished(ctx context.Context, objs []map[string]any) er
 
 // bootstrap applies the CRDs (skipped when this state folder already has the same set),
 // kwok's configuration, the node, Argo's configuration and the metrics APIService.
-func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier) error {
+func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	crds, err := readManifestSet(cp.cfg.BinDir, "crds")
@@ -150,6 +161,7 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier) error {
 	if err := os.WriteFile(marker, []byte(crdStamp), 0o644); err != nil {
 		return err
 	}
+	phase("CRDs established")
 	kwok, err := readManifestSet(cp.cfg.BinDir, "kwok")
 	if err != nil {
 		return err
@@ -172,6 +184,7 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier) error {
 	if err := ap.apply(ctx, append(kwok, own...)); err != nil {
 		return err
 	}
+	phase("cluster objects applied")
 	cs, err := kubernetes.NewForConfig(cp.admin)
 	if err != nil {
 		return err
@@ -205,7 +218,7 @@ func untaintNode(ctx context.Context, cs kubernetes.Interface) error {
 // waitReady waits for what "ready" means to a user: a Ready node, the default
 // ServiceAccount (so pods can be created), the metrics API available, and every
 // component process running.
-func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) error {
+func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, timeout time.Duration, phase func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	checks := []struct {
@@ -242,9 +255,10 @@ func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, 
 		}},
 	}
 	for _, c := range checks {
-		if err := waitFor(ctx, 100*time.Millisecond, c.check); err != nil {
+		if err := waitFor(ctx, 50*time.Millisecond, c.check); err != nil {
 			return fmt.Errorf("waiting for %s: %w", c.what, err)
 		}
+		phase(c.what)
 	}
 	return nil
 }

@@ -69,7 +69,10 @@ func EnsureBuilt(ctx context.Context, repo, binDir string, out io.Writer) error 
 			return err
 		}
 	}
-	return ensureManifests(ctx, repo, binDir, out)
+	if err := ensureManifests(ctx, repo, binDir, out); err != nil {
+		return err
+	}
+	return ensureSeed(ctx, binDir, out)
 }
 
 func (m componentModule) ensure(ctx context.Context, repo, binDir string, out io.Writer) error {

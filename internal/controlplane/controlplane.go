@@ -83,10 +83,9 @@ const (
 	nodeName      = "kwok-node-0"
 	// metricsIP is the made-up endpoint address of metrics-server; the egress proxy maps it
 	// to 127.0.0.1 (Kubernetes refuses loopback endpoint addresses). No packet goes there.
-	metricsIP       = "10.0.3.200"
-	serviceCIDR     = "10.0.0.0/24"
-	podCIDR         = "10.1.0.1/16"
-	componentStopTO = 10 * time.Second
+	metricsIP   = "10.0.3.200"
+	serviceCIDR = "10.0.0.0/24"
+	podCIDR     = "10.1.0.1/16"
 )
 
 // ControlPlane is a running control plane.
@@ -162,7 +161,16 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := cp.proxy.start(); err != nil {
 		return nil, fmt.Errorf("egress proxy: %w", err)
 	}
+	seeded, err := plantSeed(cfg.BinDir, cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
 	cp.define(files)
+	if seeded {
+		p := cp.procs["etcd"]
+		p.args = append(p.args, "--force-new-cluster")
+		defer func() { p.args = p.args[:len(p.args)-1] }()
+	}
 	fmt.Fprintf(cfg.Out, "starting etcd and kube-apiserver on 127.0.0.1:%d\n", cfg.Ports.APIServer)
 	if err := cp.startProcess("etcd"); err != nil {
 		return nil, err
@@ -173,6 +181,10 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := cp.waitAPIServer(ctx, 60*time.Second); err != nil {
 		return nil, err
 	}
+	phase := func(what string) {
+		fmt.Fprintf(cfg.Out, "  %-28s %s\n", what, time.Since(begin).Round(10*time.Millisecond))
+	}
+	phase("kube-apiserver ready")
 	for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "metrics-server"} {
 		if err := cp.startProcess(name); err != nil {
 			return nil, err
@@ -182,11 +194,11 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ap, err := newApplier(cp.admin)
+	ap, err := newApplier(cp.admin, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	if err := cp.bootstrap(ctx, ap); err != nil {
+	if err := cp.bootstrap(ctx, ap, phase); err != nil {
 		return nil, err
 	}
 	if err := <-dbErr; err != nil {
@@ -195,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := cp.startProcess("workflow-controller"); err != nil {
 		return nil, err
 	}
-	if err := cp.waitReady(ctx, cs, 60*time.Second); err != nil {
+	if err := cp.waitReady(ctx, cs, 60*time.Second, phase); err != nil {
 		return nil, err
 	}
 	if err := cp.serveControl(); err != nil {
@@ -222,7 +234,7 @@ func (cp *ControlPlane) Stop() {
 		cancel()
 	}
 	for i := len(cp.order) - 1; i >= 0; i-- {
-		cp.procs[cp.order[i]].stop(componentStopTO)
+		cp.procs[cp.order[i]].stop()
 	}
 	if cp.proxy != nil {
 		cp.proxy.close()
@@ -245,7 +257,7 @@ func (cp *ControlPlane) Restart(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("no component %q", name)
 	}
-	if err := p.restart(componentStopTO); err != nil {
+	if err := p.restart(); err != nil {
 		return err
 	}
 	if name == "kube-apiserver" {
@@ -433,6 +445,9 @@ func (cp *ControlPlane) define(f stateFiles) {
 		"--allow-privileged=true",
 		"--profiling=false",
 	})
+	// The API server drains watches for many seconds on SIGTERM; a local plane has no
+	// clients worth that wait, and a restart should look like a quick crash.
+	cp.procs["kube-apiserver"].grace = 2 * time.Second
 	add("kube-controller-manager", []string{
 		"--kubeconfig=" + kc,
 		"--service-account-private-key-file=" + f.saKey,

@@ -202,4 +202,3 @@ func TestEgressProxyMapsMadeUpAddressesToLoopbackOnly(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-

@@ -20,6 +20,8 @@ type process struct {
 	args []string
 	env  []string
 	log  string // file that receives stdout and stderr
+	// grace is how long a stop waits after SIGTERM before SIGKILL.
+	grace time.Duration
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -71,8 +73,8 @@ func (p *process) startLocked() error {
 	return nil
 }
 
-// stop sends SIGTERM and waits, then SIGKILL.
-func (p *process) stop(timeout time.Duration) {
+// stop sends SIGTERM and waits up to the process's grace period, then SIGKILL.
+func (p *process) stop() {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.stopped = true
@@ -83,14 +85,14 @@ func (p *process) stop(timeout time.Duration) {
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-	case <-time.After(timeout):
+	case <-time.After(p.grace):
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
 }
 
-func (p *process) restart(timeout time.Duration) error {
-	p.stop(timeout)
+func (p *process) restart() error {
+	p.stop()
 	return p.start()
 }
 
@@ -115,6 +117,7 @@ func newProcess(logger *slog.Logger, logDir, binDir, name string, args []string,
 		args:   args,
 		env:    env,
 		log:    filepath.Join(logDir, name+".log"),
+		grace:  10 * time.Second,
 		logger: logger,
 	}
 }

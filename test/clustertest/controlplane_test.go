@@ -128,13 +128,15 @@ func TestPodLogFollow(t *testing.T) {
 	}
 	runPod(t, cs, ns, "logger", nil)
 
+	streamCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var stream interface {
 		Read([]byte) (int, error)
 		Close() error
 	}
 	// kwok picks up the Logs object a moment after the pod runs.
-	waitUntil(t, 15*time.Second, "log stream opens", func(ctx context.Context) (bool, error) {
-		s, err := cs.CoreV1().Pods(ns).GetLogs("logger", &corev1.PodLogOptions{Container: "main", Follow: true}).Stream(ctx)
+	waitUntil(t, 15*time.Second, "log stream opens", func(context.Context) (bool, error) {
+		s, err := cs.CoreV1().Pods(ns).GetLogs("logger", &corev1.PodLogOptions{Container: "main", Follow: true}).Stream(streamCtx)
 		if err != nil {
 			return false, err
 		}
@@ -176,7 +178,7 @@ func TestPodLogFollow(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect(line, 2*time.Second)
-		t.Logf("%q read back through pods/log?follow=true after %s", line, time.Since(start).Round(time.Millisecond))
+		t.Logf("%q read back through pods/log?follow=true after %s", line, time.Since(start).Round(time.Microsecond))
 	}
 }
 

@@ -17,14 +17,15 @@ func main() {
 	dataDir := flag.String("data-dir", "etcd-data", "directory for etcd's data")
 	clientURL := flag.String("listen-client-url", "http://127.0.0.1:2379", "client URL (loopback)")
 	peerURL := flag.String("listen-peer-url", "http://127.0.0.1:2380", "peer URL (loopback)")
+	forceNew := flag.Bool("force-new-cluster", false, "start a new one-member cluster from the data (a copied data folder)")
 	flag.Parse()
-	if err := run(*dataDir, *clientURL, *peerURL); err != nil {
+	if err := run(*dataDir, *clientURL, *peerURL, *forceNew); err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dataDir, clientURL, peerURL string) error {
+func run(dataDir, clientURL, peerURL string, forceNew bool) error {
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return fmt.Errorf("client url: %w", err)
@@ -41,6 +42,8 @@ func run(dataDir, clientURL, peerURL string) error {
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	// A data folder copied from elsewhere remembers other URLs; take it over as a new cluster.
+	cfg.ForceNewCluster = forceNew
 	cfg.LogLevel = "error"
 	// A local sandbox: small backend, frequent compaction keeps the data folder small.
 	cfg.AutoCompactionMode = "periodic"
