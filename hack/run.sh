@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `make run`: the local control plane and every dwp-sre service on it, in the foreground.
+# Ctrl-C stops everything; the cluster's state is kept in .state/cluster (`make reset` forgets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=.state
+mkdir -p "$state/logs"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping"
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -INT "${pids[i]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+echo "starting the local control plane (state in $state/cluster, log $state/logs/cluster.log)"
+bin/dwp-cluster up --dir "$state/cluster" >"$state/logs/cluster.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 600); do
+  [ -f "$state/cluster/info.json" ] && break
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then
+    echo "the control plane failed:" >&2; tail -n 30 "$state/logs/cluster.log" >&2; exit 1
+  fi
+  sleep 0.2
+done
+[ -f "$state/cluster/info.json" ] || { echo "the control plane did not become ready" >&2; exit 1; }
+grep 'ready in' "$state/logs/cluster.log"
+
+info() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$state/cluster/info.json" | head -n 1; }
+export DWP_KUBECONFIG
+DWP_KUBECONFIG=$(info kubeconfig)
+archive=$(info archiveDSN)
+server=$(info server)
+alice=$(sed -n 's/.*"alice": "\([0-9a-f]*\)".*/\1/p' "$state/cluster/info.json" | tail -n 1)
+
+# A demo namespace the portal's users can look at: alice may edit it.
+bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -f deploy/demo/ >/dev/null
+
+start() { # name, then the command; its output goes to .state/logs/<name>.log
+  local name=$1; shift
+  "$@" >"$state/logs/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" bin/dwp-function
+start watcher env K_SINK=http://127.0.0.1:8080/events DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
+  DWP_REDIS_ADDR=127.0.0.1:6379 bin/watcher
+start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 bin/sse-router
+
+for _ in $(seq 100); do
+  curl -fsS http://127.0.0.1:8080/health/readiness >/dev/null 2>&1 && break; sleep 0.1
+done
+
+cat <<MSG
+
+dwp-sre is running on the local control plane ($server).
+  task function   http://127.0.0.1:8080/api/v1/openapi.json     (log: $state/logs/function.log)
+  watcher         http://127.0.0.1:8081/metrics                  (log: $state/logs/watcher.log)
+  SSE router      http://127.0.0.1:8090/metrics                  (log: $state/logs/sse-router.log)
+  kubectl         bin/kubectl --kubeconfig $DWP_KUBECONFIG get pods -A
+
+Try, as the demo user alice:
+  curl -H "Authorization: Bearer $alice" http://127.0.0.1:8080/api/v1/namespaces/demo/apps
+  curl -N -H "Authorization: Bearer $alice" http://127.0.0.1:8090/api/v1/stream/clusters/local/namespaces/demo/pods
+
+Ctrl-C stops everything.
+MSG
+wait -n
+echo "a component stopped; see $state/logs" >&2
