@@ -202,3 +202,24 @@ func TestEgressProxyMapsMadeUpAddressesToLoopbackOnly(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestTakenPortIsNamed(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	ports, err := freePorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPortsFree(ports); err != nil {
+		t.Fatalf("free ports reported taken: %v", err)
+	}
+	ports.APIServer = taken
+	err = checkPortsFree(ports)
+	if err == nil || !strings.Contains(err.Error(), "port "+strconv.Itoa(taken)+" for kube-apiserver is taken") {
+		t.Fatalf("want an error naming the taken API server port, got %v", err)
+	}
+}
