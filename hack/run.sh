@@ -37,7 +37,7 @@ server=$(info server)
 alice=$(sed -n 's/.*"alice": "\([0-9a-f]*\)".*/\1/p' "$state/cluster/info.json" | tail -n 1)
 
 # A demo namespace the portal's users can look at: alice may edit it.
-bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -f deploy/demo/ >/dev/null
+bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -k deploy/demo >/dev/null
 
 start() { # name, then the command; its output goes to .state/logs/<name>.log
   local name=$1; shift

@@ -1,0 +1,154 @@
+// Package deploy_test checks that every kustomization of the project (deploy/ and
+// triggers/) builds and that each object it makes is accepted by a real API server with
+// the CRDs installed (server-side dry run, strict field validation).
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/dwp-sre/dwp-sre/test/clustertest"
+)
+
+func TestMain(m *testing.M) { clustertest.Main(m) }
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// kustomizations lists every folder holding a kustomization.yaml under deploy/ and triggers/.
+func kustomizations(t *testing.T, root string) []string {
+	var dirs []string
+	for _, top := range []string{"deploy", "triggers"} {
+		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d os.DirEntry, err error) error {
+			if errors.Is(err, os.ErrNotExist) {
+				return filepath.SkipDir
+			}
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && d.Name() == "kustomization.yaml" {
+				dirs = append(dirs, filepath.Dir(p))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
+	env := clustertest.Get(t)
+	root := repoRoot(t)
+	kubectl := filepath.Join(root, "bin", "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Fatalf("%s is built with the control plane (make build): %v", kubectl, err)
+	}
+	dirs := kustomizations(t, root)
+	if len(dirs) == 0 {
+		t.Fatal("no kustomization found")
+	}
+	cs := env.AdminClientset(t)
+	dyn := env.AdminDynamic(t)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Admin)))
+	for _, dir := range dirs {
+		rel, _ := filepath.Rel(root, dir)
+		t.Run(rel, func(t *testing.T) {
+			out, err := exec.Command(kubectl, "kustomize", dir).Output()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					t.Fatalf("kustomize %s: %v\n%s", rel, err, ee.Stderr)
+				}
+				t.Fatal(err)
+			}
+			objs := decode(t, out)
+			if len(objs) == 0 {
+				t.Fatalf("%s makes no objects", rel)
+			}
+			ctx := context.Background()
+			for _, u := range objs {
+				m, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version)
+				if err != nil {
+					t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
+					continue
+				}
+				ri := dyn.Resource(m.Resource)
+				var create func() error
+				if m.Scope.Name() == meta.RESTScopeNameNamespace {
+					ns := u.GetNamespace()
+					if ns == "" {
+						ns = "default"
+					}
+					ensureNamespace(t, cs, ns)
+					create = func() error {
+						_, err := ri.Namespace(ns).Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
+						return err
+					}
+				} else {
+					create = func() error {
+						_, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
+						return err
+					}
+				}
+				if err := create(); err != nil && !apierrors.IsAlreadyExists(err) {
+					t.Errorf("%s %s/%s refused: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+				}
+			}
+		})
+	}
+}
+
+// ensureNamespace creates a namespace the manifests name, for real, and removes it at the
+// end of the test unless it existed before.
+func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
+	ctx := context.Background()
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("namespace %s: %v", ns, err)
+	}
+	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+}
+
+func decode(t *testing.T, b []byte) []*unstructured.Unstructured {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		var o map[string]any
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			return objs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(o) > 0 {
+			objs = append(objs, &unstructured.Unstructured{Object: o})
+		}
+	}
+}
+
