@@ -1,0 +1,333 @@
+// Package function is dwp-sre's task function: the Knative function (in func's instanced
+// form: New, Handle, Start, Stop, Ready, Alive) behind the portal's short operations. It
+// is made of families of operations (functions/...); each brings its HTTP routes under
+// /api/v1 and its CloudEvent handlers, which all arrive at POST /events.
+package function
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/julienschmidt/httprouter"
+	"sigs.k8s.io/yaml"
+
+	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
+	"github.com/dwp-sre/dwp-sre/internal/problem"
+)
+
+// family is one family of operations.
+type family interface {
+	// Start configures the family from the function's cfg (./cfg merged with the environment).
+	Start(ctx context.Context, cfg map[string]string) error
+	// Stop releases what Start acquired.
+	Stop(ctx context.Context) error
+	// Routes registers the family's HTTP routes. A namespace path parameter is named
+	// :namespace in every family (httprouter wants one name per position).
+	Routes(r *httprouter.Router)
+	// Events registers the family's CloudEvent handlers.
+	Events(er *eventrouter.Router)
+}
+
+// documented families bring their part of the OpenAPI document (YAML or JSON, with
+// paths and components).
+type documented interface{ OpenAPI() []byte }
+
+// replier families name the types of the events their handlers reply with; none may be a
+// type the function handles, or the broker would loop it back.
+type replier interface{ ReplyTypes() []string }
+
+// families are the function's families of operations, in start order.
+// Add a family with one line here.
+func families() []family {
+	return []family{
+		workflows.New(),
+	}
+}
+
+// Paths the function serves itself.
+const (
+	EventsPath  = "/events"
+	OpenAPIPath = "/api/v1/openapi.json"
+)
+
+// Function is the task function.
+type Function struct {
+	families func() []family
+
+	mu      sync.RWMutex
+	handler http.Handler
+	started []family
+	events  *eventrouter.Router
+	openapi []byte
+}
+
+// New returns the function, to be started with Start. Its families are listed in families.
+func New() *Function { return &Function{families: families} }
+
+// Start starts every family and routes their operations. A family that fails to start
+// stops the ones started before it.
+func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error) {
+	router := httprouter.New()
+	events := eventrouter.New()
+	var started []family
+	defer func() {
+		if err != nil {
+			f.stopAll(context.WithoutCancel(ctx), started)
+		}
+	}()
+	for _, fam := range f.families() {
+		if err := fam.Start(ctx, cfg); err != nil {
+			return fmt.Errorf("start %T: %w", fam, err)
+		}
+		started = append(started, fam)
+		// httprouter and the event router panic on a route or type registered twice.
+		if err := register(func() { fam.Routes(router); fam.Events(events) }); err != nil {
+			return fmt.Errorf("register %T: %w", fam, err)
+		}
+	}
+	handled := events.Types()
+	for _, fam := range started {
+		if r, ok := fam.(replier); ok {
+			for _, t := range r.ReplyTypes() {
+				if slices.Contains(handled, t) {
+					return fmt.Errorf("%T replies with %s, which the function handles: the broker would loop it back", fam, t)
+				}
+			}
+		}
+	}
+	doc, err := openAPI(started)
+	if err != nil {
+		return err
+	}
+	eh, err := events.HTTPHandler(ctx)
+	if err != nil {
+		return err
+	}
+	if err := register(func() {
+		router.Handler(http.MethodPost, EventsPath, cloudEventsOnly(eh))
+		router.GET(OpenAPIPath, serveOpenAPI(doc))
+	}); err != nil {
+		return err
+	}
+	router.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.NotFound("no operation at "+r.URL.Path))
+	})
+	router.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.Newf(http.StatusMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow")))
+	})
+	router.PanicHandler = func(w http.ResponseWriter, r *http.Request, v any) {
+		slog.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+		problem.Write(w, problem.New(http.StatusInternalServerError, "internal error"))
+	}
+
+	f.mu.Lock()
+	f.handler, f.started, f.events, f.openapi = router, started, events, doc
+	f.mu.Unlock()
+	return nil
+}
+
+func register(fn func()) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	fn()
+	return nil
+}
+
+// Handle serves a request; before Start has finished it answers 503.
+func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	f.mu.RLock()
+	h := f.handler
+	f.mu.RUnlock()
+	if h == nil {
+		p := problem.New(http.StatusServiceUnavailable, "the function is starting")
+		p.RetryAfter = 1
+		problem.Write(w, p)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// Ready reports whether Start has finished.
+func (f *Function) Ready(context.Context) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.handler != nil, nil
+}
+
+// Alive reports that the function can serve; it holds no state that could wedge.
+func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
+
+// Stop stops the families in reverse start order.
+func (f *Function) Stop(ctx context.Context) error {
+	f.mu.Lock()
+	started := f.started
+	f.started, f.handler = nil, nil
+	f.mu.Unlock()
+	return f.stopAll(ctx, started)
+}
+
+func (f *Function) stopAll(ctx context.Context, started []family) error {
+	var errs []error
+	for i := len(started) - 1; i >= 0; i-- {
+		if err := started[i].Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %T: %w", started[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maxEventBytes bounds a CloudEvent's body.
+const maxEventBytes = 1 << 20
+
+// cloudEventsOnly answers what is not a single valid CloudEvent with a 400 and the reason
+// before it reaches the SDK, which would answer a body without CloudEvent headers with a
+// bare 415, and a structured event that is not JSON with a 500 (so a broker would retry
+// a message that can never succeed).
+func cloudEventsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxEventBytes+1))
+		if err != nil {
+			problem.Write(w, problem.BadRequest("cannot read the event: "+err.Error()))
+			return
+		}
+		if len(body) > maxEventBytes {
+			problem.Write(w, problem.Newf(http.StatusRequestEntityTooLarge, "the event is larger than %d bytes", maxEventBytes))
+			return
+		}
+		if reason := notACloudEvent(r, body); reason != "" {
+			problem.Write(w, problem.BadRequest(reason))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notACloudEvent is why the request is not one valid CloudEvent, or "".
+func notACloudEvent(r *http.Request, body []byte) string {
+	m := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(body)))
+	defer m.Finish(nil)
+	switch m.ReadEncoding() {
+	case binding.EncodingUnknown:
+		return "not a CloudEvent: binary mode needs the ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json"
+	case binding.EncodingBatch:
+		return "not a single CloudEvent: batches are not accepted"
+	}
+	e, err := binding.ToEvent(r.Context(), m)
+	if err != nil {
+		return "malformed CloudEvent: " + err.Error()
+	}
+	if err := e.Validate(); err != nil {
+		return "invalid CloudEvent: " + err.Error()
+	}
+	return ""
+}
+
+func serveOpenAPI(doc []byte) httprouter.Handle {
+	return func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
+	}
+}
+
+// OpenAPI is the function's OpenAPI document (JSON), once started.
+func (f *Function) OpenAPI() []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.openapi
+}
+
+//go:embed openapi.yaml
+var openapiBase []byte
+
+// openAPI merges the function's own document with the families' parts into one JSON
+// document. Two parts defining the same path or component is an error.
+func openAPI(fams []family) ([]byte, error) {
+	doc, err := yamlObject("openapi.yaml", openapiBase)
+	if err != nil {
+		return nil, err
+	}
+	for _, fam := range fams {
+		d, ok := fam.(documented)
+		if !ok {
+			continue
+		}
+		part, err := yamlObject(fmt.Sprintf("OpenAPI of %T", fam), d.OpenAPI())
+		if err != nil {
+			return nil, err
+		}
+		for key, v := range part {
+			switch key {
+			case "paths":
+				if err := mergeInto(doc, "paths", v, fmt.Sprintf("%T", fam)); err != nil {
+					return nil, err
+				}
+			case "components":
+				parts, ok := v.(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("OpenAPI of %T: components is not an object", fam)
+				}
+				comps, _ := doc["components"].(map[string]any)
+				if comps == nil {
+					comps = map[string]any{}
+					doc["components"] = comps
+				}
+				for kind, defs := range parts {
+					if err := mergeInto(comps, kind, defs, fmt.Sprintf("%T", fam)); err != nil {
+						return nil, err
+					}
+				}
+			default:
+				return nil, fmt.Errorf("OpenAPI of %T: only paths and components may be given, not %s", fam, key)
+			}
+		}
+	}
+	return json.Marshal(doc)
+}
+
+func yamlObject(name string, b []byte) (map[string]any, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return m, nil
+}
+
+// mergeInto adds the members of the object v to the object parent[key].
+func mergeInto(parent map[string]any, key string, v any, from string) error {
+	add, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("OpenAPI of %s: %s is not an object", from, key)
+	}
+	into, _ := parent[key].(map[string]any)
+	if into == nil {
+		into = map[string]any{}
+		parent[key] = into
+	}
+	for name, def := range add {
+		if _, dup := into[name]; dup {
+			return fmt.Errorf("OpenAPI of %s: %s %q is defined twice", from, key, name)
+		}
+		into[name] = def
+	}
+	return nil
+}
