@@ -45,7 +45,8 @@ start() { # name, then the command; its output goes to .state/logs/<name>.log
   pids+=($!)
 }
 
-start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" bin/dwp-function
+start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" DWP_ARCHIVE_CLUSTER_NAME=local \
+  DWP_REDIS_ADDR=127.0.0.1:6379 bin/dwp-function
 start watcher env K_SINK=http://127.0.0.1:8080/events DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
   DWP_REDIS_ADDR=127.0.0.1:6379 bin/watcher
 start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 bin/sse-router
