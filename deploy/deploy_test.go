@@ -151,4 +151,3 @@ func decode(t *testing.T, b []byte) []*unstructured.Unstructured {
 		}
 	}
 }
-
