@@ -22,6 +22,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"sigs.k8s.io/yaml"
 
+	"github.com/dwp-sre/dwp-sre/functions/summaries"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
@@ -53,6 +54,7 @@ type replier interface{ ReplyTypes() []string }
 func families() []family {
 	return []family{
 		workflows.New(),
+		summaries.New(),
 	}
 }
 

@@ -48,8 +48,10 @@ start() { # name, then the command; its output goes to .state/logs/<name>.log
 start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" DWP_ARCHIVE_CLUSTER_NAME=local \
   DWP_REDIS_ADDR=127.0.0.1:6379 bin/dwp-function
 start watcher env K_SINK=http://127.0.0.1:8080/events DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
-  DWP_REDIS_ADDR=127.0.0.1:6379 bin/watcher
-start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 bin/sse-router
+  DWP_RESYNC_INTERVAL=1m bin/watcher
+# The kubeconfig's context is dwp-local; the watcher names the cluster "default".
+start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 \
+  DWP_SUMMARY_CLUSTER_NAMES=dwp-local=default bin/sse-router
 
 for _ in $(seq 100); do
   curl -fsS http://127.0.0.1:8080/health/readiness >/dev/null 2>&1 && break; sleep 0.1
@@ -65,7 +67,7 @@ dwp-sre is running on the local control plane ($server).
 
 Try, as the demo user alice:
   curl -H "Authorization: Bearer $alice" http://127.0.0.1:8080/api/v1/namespaces/demo/apps
-  curl -N -H "Authorization: Bearer $alice" http://127.0.0.1:8090/api/v1/stream/clusters/local/namespaces/demo/pods
+  curl -N -H "Authorization: Bearer $alice" http://127.0.0.1:8090/api/v1/stream/namespaces/demo/pods
 
 Ctrl-C stops everything.
 MSG

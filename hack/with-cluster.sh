@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash hack/services.sh
 go build -o bin/dwp-cluster ./cmd/dwp-cluster
 bin/dwp-cluster build
 

@@ -1,0 +1,103 @@
+// Package summaries is the task function's family that keeps the app list's summaries:
+// its CloudEvent handlers apply the watcher's events (internal/events) to the per-app
+// summaries in Redis (internal/summarystore), exactly under at-least-once delivery in
+// any order, and its HTTP API reads them for the portal, to users allowed to list pods in
+// the namespace.
+package summaries
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/redis/go-redis/v9"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
+	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/internal/summarystore"
+)
+
+// Family is the summaries family of the function.
+type Family struct {
+	cfg    Config
+	rdb    *redis.Client
+	store  *summarystore.Store
+	access *accessChecker
+}
+
+// New returns the family, configured by Start.
+func New() *Family { return &Family{} }
+
+//go:embed openapi.yaml
+var openapiDoc []byte
+
+// OpenAPI is the family's part of the function's OpenAPI document.
+func (f *Family) OpenAPI() []byte { return openapiDoc }
+
+// Start reads the configuration and makes the clients. It does no network I/O (Redis is
+// connected at first use), so the function is ready at once; while Redis is unreachable
+// events are answered 5xx, to be redelivered.
+func (f *Family) Start(_ context.Context, cfg map[string]string) error {
+	c, err := ParseConfig(cfg)
+	if err != nil {
+		return err
+	}
+	base, err := baseConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	access, err := newAccessChecker(base, c.AccessCacheTTL)
+	if err != nil {
+		return err
+	}
+	f.cfg, f.access = c, access
+	f.rdb = c.Redis.Client()
+	f.store = summarystore.New(f.rdb, c.Redis.Prefix)
+	return nil
+}
+
+// baseConfig is the API server's address and CA: from a kubeconfig, or in-cluster.
+func baseConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (set %s outside a cluster): %w", EnvKubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", EnvKubeconfig, kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+// Stop closes the Redis connections.
+func (f *Family) Stop(context.Context) error {
+	if f.rdb != nil {
+		if err := f.rdb.Close(); err != nil {
+			return fmt.Errorf("close redis: %w", err)
+		}
+	}
+	return nil
+}
+
+// Routes registers the app list API.
+func (f *Family) Routes(r *httprouter.Router) {
+	r.GET("/api/v1/apps", f.handle(f.listMany))
+	r.GET("/api/v1/namespaces/:namespace/apps", f.handle(f.list))
+	r.GET("/api/v1/namespaces/:namespace/apps/:app", f.handle(f.get))
+}
+
+// Events registers the handlers of the watcher's events.
+func (f *Family) Events(er *eventrouter.Router) {
+	er.Handle(events.TypePodChanged, f.onPod)
+	er.Handle(events.TypePodDeleted, f.onPod)
+	er.Handle(events.TypeWorkflowChanged, f.onWorkflow)
+	er.Handle(events.TypeWorkflowDeleted, f.onWorkflow)
+	er.Handle(events.TypeAppSnapshot, f.onAppSnapshot)
+	er.Handle(events.TypeClusterSnapshot, f.onClusterSnapshot)
+}

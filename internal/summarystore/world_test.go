@@ -1,0 +1,283 @@
+package summarystore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/dwp-sre/dwp-sre/internal/events"
+)
+
+// world simulates a cluster's pods and workflows of a few apps, changing at random with
+// a global revision like etcd's, and records the events a watcher would send for it.
+type world struct {
+	rng  *rand.Rand
+	rev  events.Ordering
+	now  time.Time
+	seq  int
+	pods map[string]events.Pod
+	wfs  map[string]events.Workflow
+	out  []delivery
+}
+
+// delivery is one event's effect on the store.
+type delivery struct {
+	name    string
+	deleted bool
+	pod     *events.Pod
+	wf      *events.Workflow
+	app     *events.AppSnapshot
+	cluster *events.ClusterSnapshot
+}
+
+func (d delivery) apply(ctx context.Context, s *Store, cluster string) (int, error) {
+	switch {
+	case d.pod != nil:
+		return s.ApplyPod(ctx, cluster, d.deleted, *d.pod)
+	case d.wf != nil:
+		return s.ApplyWorkflow(ctx, cluster, d.deleted, *d.wf)
+	case d.app != nil:
+		return s.ApplyAppSnapshot(ctx, cluster, *d.app)
+	default:
+		return s.ApplyClusterSnapshot(ctx, cluster, *d.cluster)
+	}
+}
+
+var (
+	worldNamespaces = []string{"shop", "bank"}
+	worldApps       = []string{"web", "api", "db"}
+)
+
+func newWorld(seed uint64) *world {
+	return &world{
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		rev: 100, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		pods: map[string]events.Pod{}, wfs: map[string]events.Workflow{},
+	}
+}
+
+func (w *world) tick() events.Ordering {
+	w.rev += events.Ordering(1 + w.rng.IntN(3))
+	w.now = w.now.Add(time.Duration(w.rng.IntN(3000)) * time.Millisecond)
+	return w.rev
+}
+
+func (w *world) uid() string { w.seq++; return fmt.Sprintf("uid-%06d", w.seq) }
+
+func pick[T any](rng *rand.Rand, xs []T) T { return xs[rng.IntN(len(xs))] }
+
+func (w *world) anyPod() (events.Pod, bool) {
+	if len(w.pods) == 0 {
+		return events.Pod{}, false
+	}
+	uids := make([]string, 0, len(w.pods))
+	for u := range w.pods {
+		uids = append(uids, u)
+	}
+	sort.Strings(uids)
+	return w.pods[pick(w.rng, uids)], true
+}
+
+func (w *world) anyWorkflow() (events.Workflow, bool) {
+	if len(w.wfs) == 0 {
+		return events.Workflow{}, false
+	}
+	uids := make([]string, 0, len(w.wfs))
+	for u := range w.wfs {
+		uids = append(uids, u)
+	}
+	sort.Strings(uids)
+	return w.wfs[pick(w.rng, uids)], true
+}
+
+func (w *world) emitPod(p events.Pod, deleted bool) {
+	w.out = append(w.out, delivery{name: fmt.Sprintf("pod %s %s@%d deleted=%v", p.App, p.UID, p.Ordering, deleted), deleted: deleted, pod: &p})
+}
+
+func (w *world) emitWorkflow(x events.Workflow, deleted bool) {
+	w.out = append(w.out, delivery{name: fmt.Sprintf("wf %s %s@%d deleted=%v", x.App, x.UID, x.Ordering, deleted), deleted: deleted, wf: &x})
+}
+
+// step makes one random change and records its events.
+func (w *world) step() {
+	switch r := w.rng.IntN(100); {
+	case r < 14: // a pod is created
+		ord := w.tick()
+		p := events.Pod{Namespace: pick(w.rng, worldNamespaces), App: pick(w.rng, worldApps), Name: fmt.Sprintf("pod-%d", w.seq+1),
+			UID: w.uid(), Ordering: ord, Phase: "Pending", ChangedAt: w.now}
+		w.pods[p.UID] = p
+		w.emitPod(p, false)
+	case r < 40: // a pod changes
+		p, ok := w.anyPod()
+		if !ok {
+			return
+		}
+		p.Ordering = w.tick()
+		p.ChangedAt = w.now
+		switch w.rng.IntN(7) {
+		case 0:
+			p.Phase, p.Ready = "Running", true
+		case 1:
+			p.Ready = false
+		case 2:
+			p.Restarts++
+		case 3:
+			p.Problem = pick(w.rng, []string{"", "CrashLoopBackOff", "ImagePullBackOff"})
+		case 4:
+			p.Terminating = true
+		case 5:
+			p.Phase, p.Ready = pick(w.rng, []string{"Succeeded", "Failed", "Unknown"}), false
+		case 6:
+			p.Phase, p.Ready, p.Problem = "Running", true, ""
+		}
+		w.pods[p.UID] = p
+		w.emitPod(p, false)
+	case r < 50: // a pod is deleted
+		p, ok := w.anyPod()
+		if !ok {
+			return
+		}
+		p.Ordering = w.tick()
+		delete(w.pods, p.UID)
+		w.emitPod(p, true)
+	case r < 54: // a pod moves to another app (its app label changed)
+		p, ok := w.anyPod()
+		if !ok {
+			return
+		}
+		old := p
+		old.Ordering = w.tick()
+		p.Ordering = old.Ordering
+		p.App = pick(w.rng, worldApps)
+		if p.App == old.App {
+			return
+		}
+		w.pods[p.UID] = p
+		w.emitPod(old, true)
+		w.emitPod(p, false)
+	case r < 66: // a workflow is submitted
+		ord := w.tick()
+		x := events.Workflow{Namespace: pick(w.rng, worldNamespaces), App: pick(w.rng, worldApps), Name: fmt.Sprintf("build-%d", w.seq+1),
+			UID: w.uid(), Ordering: ord, Task: pick(w.rng, []string{"", "build", "deploy"}), CreatedAt: w.now}
+		w.wfs[x.UID] = x
+		w.emitWorkflow(x, false)
+	case r < 88: // a workflow progresses
+		x, ok := w.anyWorkflow()
+		if !ok {
+			return
+		}
+		x.Ordering = w.tick()
+		switch x.Phase {
+		case "":
+			x.Phase = "Pending"
+		case "Pending":
+			x.Phase, x.StartedAt = "Running", w.now
+		case "Running":
+			x.Phase, x.FinishedAt = pick(w.rng, []string{"Succeeded", "Failed", "Error"}), w.now
+			x.Message = pick(w.rng, []string{"", `child "b" failed: exit code 1`, "ünïcødé / \\ \u2028 \x01"})
+		default:
+			return
+		}
+		w.wfs[x.UID] = x
+		w.emitWorkflow(x, false)
+	case r < 95: // a workflow is deleted (or garbage-collected)
+		x, ok := w.anyWorkflow()
+		if !ok {
+			return
+		}
+		x.Ordering = w.tick()
+		delete(w.wfs, x.UID)
+		w.emitWorkflow(x, true)
+	default:
+		w.snapshotRound()
+	}
+}
+
+// snapshotRound records a full-state round at the current revision, as the watcher
+// sends when it starts and at its resync interval.
+func (w *world) snapshotRound() {
+	rev := w.rev
+	podApps := map[events.AppRef][]events.Pod{}
+	for _, p := range w.pods {
+		ref := events.AppRef{Namespace: p.Namespace, App: p.App}
+		podApps[ref] = append(podApps[ref], p)
+	}
+	wfApps := map[events.AppRef][]events.Workflow{}
+	for _, x := range w.wfs {
+		ref := events.AppRef{Namespace: x.Namespace, App: x.App}
+		wfApps[ref] = append(wfApps[ref], x)
+	}
+	podSnap := events.ClusterSnapshot{Kind: events.KindPods, Revision: rev, Apps: []events.AppRef{}}
+	for ref, pods := range podApps {
+		podSnap.Apps = append(podSnap.Apps, ref)
+		s := events.AppSnapshot{Kind: events.KindPods, Namespace: ref.Namespace, App: ref.App, Revision: rev, Pods: pods}
+		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot pods %v@%d", ref, rev), app: &s})
+	}
+	wfSnap := events.ClusterSnapshot{Kind: events.KindWorkflows, Revision: rev, Apps: []events.AppRef{}}
+	for ref, wfs := range wfApps {
+		wfSnap.Apps = append(wfSnap.Apps, ref)
+		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, Workflows: wfs}
+		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot workflows %v@%d", ref, rev), app: &s})
+	}
+	w.out = append(w.out, delivery{name: fmt.Sprintf("cluster pods@%d", rev), cluster: &podSnap},
+		delivery{name: fmt.Sprintf("cluster workflows@%d", rev), cluster: &wfSnap})
+}
+
+// expected is the summaries the world's live objects make, as JSON by "ns/app".
+func (w *world) expected(t testing.TB, cluster string) map[string]string {
+	t.Helper()
+	pods := map[events.AppRef][]events.Pod{}
+	wfs := map[events.AppRef][]events.Workflow{}
+	refs := map[events.AppRef]bool{}
+	for _, p := range w.pods {
+		ref := events.AppRef{Namespace: p.Namespace, App: p.App}
+		pods[ref] = append(pods[ref], p)
+		refs[ref] = true
+	}
+	for _, x := range w.wfs {
+		ref := events.AppRef{Namespace: x.Namespace, App: x.App}
+		wfs[ref] = append(wfs[ref], x)
+		refs[ref] = true
+	}
+	out := map[string]string{}
+	for ref := range refs {
+		s, ok := Summarize(cluster, ref.Namespace, ref.App, pods[ref], wfs[ref])
+		if !ok {
+			t.Fatalf("no summary for %v", ref)
+		}
+		out[ref.Namespace+"/"+ref.App] = mustJSON(t, s)
+	}
+	return out
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// stored is the store's summaries, re-encoded, by "ns/app".
+func stored(ctx context.Context, t testing.TB, s *Store, cluster string) map[string]string {
+	t.Helper()
+	all, err := s.Summaries(ctx, cluster, worldNamespaces...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for ns, list := range all {
+		for _, sum := range list {
+			if sum.Namespace != ns {
+				t.Errorf("summary of %s/%s stored under %s", sum.Namespace, sum.App, ns)
+			}
+			out[ns+"/"+sum.App] = mustJSON(t, sum)
+		}
+	}
+	return out
+}

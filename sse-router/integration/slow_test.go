@@ -1,0 +1,122 @@
+package integration
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dwp-sre/dwp-sre/sse-router/server"
+	"github.com/dwp-sre/dwp-sre/sse-router/sse"
+	"github.com/dwp-sre/dwp-sre/test/clustertest"
+)
+
+// stalledStream opens a stream on a connection with a tiny receive buffer and never
+// reads it after the headers: a browser tab that froze.
+func stalledStream(t *testing.T, r *router, path, token string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(r.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	req := "GET /api/v1/stream/" + path + " HTTP/1.1\r\nHost: router\r\nAuthorization: Bearer " + token + "\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 16), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stalled stream: %v %v", resp, err)
+	}
+	return conn
+}
+
+// Must show: a client that stops reading is dropped while the others' delivery is
+// unaffected.
+func TestStoppedReaderIsDropped(t *testing.T) {
+	t.Parallel()
+	env := clustertest.Get(t)
+	ns := env.Namespace(t)
+	r := startRouter(t, env, func(c *server.Config) { c.QueueSize, c.WriteTimeout = 16, time.Second })
+	tok := env.Tokens["admin"]
+	pl := env.PodLog(t, ns, "web-1", "main")
+	runningPod(t, env, ns, "web-1", "web")
+	path := "namespaces/" + ns + "/pods/web-1/log?container=main"
+
+	good := make([]*client, 3)
+	for i := range good {
+		good[i] = r.open(t, path, tok, "")
+	}
+	stalled := stalledStream(t, r, path, tok)
+
+	// About 8 MB of log: more than the stalled connection's socket buffers hold.
+	const batches, perBatch = 40, 100
+	pad := strings.Repeat("x", 2000)
+	start := time.Now()
+	for b := range batches {
+		lines := make([]string, perBatch)
+		for i := range lines {
+			lines[i] = pad
+		}
+		lines[perBatch-1] = "end of batch " + string(rune('A'+b%26)) + pad[:10]
+		if _, err := pl.Append(lines...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastLine := "end of batch " + string(rune('A'+(batches-1)%26)) + pad[:10]
+	for i, c := range good {
+		n := 0
+		var last string
+		c.until(t, 60*time.Second, "every line", func(ev sse.Event) bool {
+			if ev.Type != "log" {
+				t.Fatalf("client %d got %s: %s", i, ev.Type, ev.Data)
+			}
+			n++
+			last = decodeLog(t, ev).Line
+			return n == batches*perBatch
+		})
+		if last != lastLine {
+			t.Fatalf("client %d: last line %q, want %q", i, last, lastLine)
+		}
+	}
+	took := time.Since(start)
+	t.Logf("3 readers got %d lines (%d MB each) in %s beside a stalled one", batches*perBatch, batches*perBatch*2000>>20, took.Round(time.Millisecond))
+
+	deadline := time.Now().Add(30 * time.Second)
+	for r.metric(t, "dwp_sse_slow_clients_dropped_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled client was not dropped")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := r.metric(t, "dwp_sse_slow_clients_dropped_total"); got != 1 {
+		t.Fatalf("slow clients dropped = %v, want 1 (only the stalled one)", got)
+	}
+	if got := r.metric(t, `dwp_sse_clients{kind="pod_log"}`); got != 3 {
+		t.Fatalf("open clients = %v, want the 3 readers", got)
+	}
+	// The router closed the stalled connection: reading it now ends.
+	_ = stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.Copy(io.Discard, stalled); err != nil {
+		t.Fatalf("stalled connection not closed by the router: %v", err)
+	}
+	// And the readers still get new lines at once.
+	appendLines(t, pl, "after", 0, 1)
+	for _, c := range good {
+		c.until(t, 10*time.Second, "a new line", func(ev sse.Event) bool { return decodeLog(t, ev).Line == "after 0000" })
+	}
+}

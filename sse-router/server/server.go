@@ -1,0 +1,386 @@
+// Package server is the SSE router's HTTP side: the stream endpoints under
+// /api/v1/stream/ (one stream per request, or several on one multiplexed stream),
+// authentication and authorization of every stream, SSE framing with heartbeats and
+// write deadlines, CORS, the archived-log proxy, health, metrics and graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/kube"
+	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/sse-router/hub"
+	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+)
+
+// Deps are what the server is built from besides its configuration.
+type Deps struct {
+	Clusters *kube.Clusters
+	// Apps serves app summaries (nil: the apps stream answers 503).
+	Apps   stream.AppsSource
+	Logger *slog.Logger
+	// Registry receives the router's metrics; nil makes a fresh one.
+	Registry *prometheus.Registry
+}
+
+// Server serves the router's HTTP API.
+type Server struct {
+	cfg       Config
+	clusters  *kube.Clusters
+	streams   *stream.Streams
+	reviewers map[string]*authz.Reviewer
+	metrics   *hub.Metrics
+	registry  *prometheus.Registry
+	log       *slog.Logger
+	sessions  *sessions
+	archive   *archiveProxy
+	origins   map[string]bool
+	handler   http.Handler
+
+	cancelTopics context.CancelFunc
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+	streamsWG    sync.WaitGroup
+
+	readyMu    sync.Mutex
+	readyAt    time.Time
+	readyError error
+}
+
+// New builds a server; its topics run until Close.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Clusters == nil {
+		return nil, errors.New("no clusters")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 3 * time.Second
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 256
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxSubscriptions <= 0 {
+		cfg.MaxSubscriptions = 32
+	}
+	if cfg.AppLabel == "" {
+		cfg.AppLabel = "app"
+	}
+	if cfg.TokenCookie == "" {
+		cfg.TokenCookie = "dwp_token"
+	}
+	m := hub.NewMetrics(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:      cfg,
+		clusters: deps.Clusters,
+		streams: stream.New(ctx, deps.Clusters, stream.Config{
+			Linger: cfg.Linger, WatchReplay: cfg.WatchReplay, LogReplay: cfg.LogReplay,
+			WorkflowLogReplay: cfg.WorkflowLogReplay, MetricsInterval: cfg.MetricsInterval,
+			Apps: deps.Apps, Metrics: m, Logger: deps.Logger,
+		}),
+		reviewers:    map[string]*authz.Reviewer{},
+		metrics:      m,
+		registry:     reg,
+		log:          deps.Logger,
+		origins:      map[string]bool{},
+		cancelTopics: cancel,
+		shutdown:     make(chan struct{}),
+	}
+	s.sessions = newSessions(cfg.Linger)
+	for _, name := range deps.Clusters.Names() {
+		cl, _ := deps.Clusters.Get(name)
+		s.reviewers[name] = authz.NewReviewer(cl.Kubernetes, authz.Options{TTL: cfg.AuthCacheTTL, DenyTTL: min(cfg.AuthCacheTTL, 5*time.Second)})
+	}
+	for _, o := range cfg.CORSOrigins {
+		s.origins[o] = true
+	}
+	if cfg.ArgoServerURL != "" {
+		a, err := newArchiveProxy(cfg.ArgoServerURL, cfg.ArgoServerCAFile, cfg.ArgoServerInsecure)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.archive = a
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", s.serveReady)
+	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/api/v1/stream/", s.serveStreamAPI)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.NotFound(fmt.Sprintf("nothing at %s", r.URL.Path)))
+	})
+	return s.cors(mux)
+}
+
+// serveStreamAPI dispatches /api/v1/stream/….
+func (s *Server) serveStreamAPI(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/api/v1/stream/")
+	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
+	allow := func(methods ...string) bool {
+		for _, m := range methods {
+			if r.Method == m {
+				return true
+			}
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		problem.Write(w, problem.Newf(http.StatusMethodNotAllowed, "%s is not allowed here; use %s", r.Method, strings.Join(methods, " or ")))
+		return false
+	}
+	switch {
+	case len(parts) == 1 && parts[0] == "mux":
+		if allow(http.MethodGet) {
+			s.serveMux(w, r)
+		}
+	case len(parts) == 3 && parts[0] == "mux" && parts[2] == "subscriptions":
+		if allow(http.MethodPost) {
+			s.serveAddSubscription(w, r, parts[1])
+		}
+	case len(parts) == 4 && parts[0] == "mux" && parts[2] == "subscriptions":
+		if allow(http.MethodDelete) {
+			s.serveRemoveSubscription(w, r, parts[1], parts[3])
+		}
+	case len(parts) == 5 && parts[0] == "archived-workflows" && parts[2] == "nodes" && parts[4] == "log":
+		if allow(http.MethodGet) {
+			s.serveArchivedLog(w, r, parts[1], parts[3])
+		}
+	default:
+		if allow(http.MethodGet) {
+			s.serveStream(w, r, rest)
+		}
+	}
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.shutdown:
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, "shutting down"))
+		return
+	default:
+	}
+	if err := s.checkReady(r.Context()); err != nil {
+		problem.Write(w, problem.Newf(http.StatusServiceUnavailable, "default cluster unreachable: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// checkReady asks the default cluster's API server for its version, at most every 5 s.
+func (s *Server) checkReady(ctx context.Context) error {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if time.Since(s.readyAt) < 5*time.Second {
+		return s.readyError
+	}
+	// ServerVersion takes no context: bound it by running it aside.
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.clusters.Default().Kubernetes.Discovery().ServerVersion()
+		errc <- err
+	}()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.readyAt, s.readyError = time.Now(), err
+	return err
+}
+
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		allowed := origin != "" && s.origins[origin]
+		if allowed {
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			if !allowed {
+				problem.Write(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
+				return
+			}
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, Cache-Control")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuse answers a stream request with a problem before the stream starts.
+func (s *Server) refuse(w http.ResponseWriter, p problem.Problem) {
+	s.metrics.Refusals.WithLabelValues(fmt.Sprint(p.Status)).Inc()
+	problem.Write(w, p)
+}
+
+// authProblem is the answer to a failed authentication or authorization.
+func authProblem(err error, cookie string) problem.Problem {
+	var fe *authz.ForbiddenError
+	switch {
+	case errors.Is(err, authz.ErrNoToken):
+		return problem.Unauthorized(fmt.Sprintf("no bearer token: send the Authorization header or the %s cookie", cookie))
+	case errors.Is(err, authz.ErrUnauthenticated):
+		return problem.Unauthorized("the bearer token was not accepted")
+	case errors.As(err, &fe):
+		return problem.Forbidden(fe.Error())
+	}
+	p := problem.Newf(http.StatusServiceUnavailable, "could not check access with the Kubernetes API server: %v", err)
+	p.RetryAfter = 2
+	return p
+}
+
+func (s *Server) reviewer(cluster string) (*authz.Reviewer, bool) {
+	cl, ok := s.clusters.Get(cluster)
+	if !ok {
+		return nil, false
+	}
+	return s.reviewers[cl.Name], true
+}
+
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown tells every client to reconnect (elsewhere), closes the streams and stops the
+// topics. Streams still open when ctx ends are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	done := make(chan struct{})
+	go func() { s.streamsWG.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.sessions.closeAll()
+	s.cancelTopics()
+	s.streams.Wait()
+	return err
+}
+
+// Run serves cfg.ListenAddress until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	s, err := New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.log.Info("serving", "address", ln.Addr().String(), "clusters", s.clusters.Names(), "default", s.clusters.Default().Name)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.cancelTopics()
+		return err
+	case <-ctx.Done():
+	}
+	timeout := s.cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.log.Info("shutting down: telling clients to reconnect")
+	err := s.Shutdown(sctx)
+	if herr := hs.Shutdown(sctx); herr != nil && err == nil {
+		err = herr
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		_ = hs.Close()
+	}
+	return err
+}
+
+// archiveProxy reads archived workflow logs from argo-server.
+type archiveProxy struct {
+	base   string
+	client *http.Client
+}
+
+func newArchiveProxy(base, caFile string, insecure bool) (*archiveProxy, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in for self-signed argo-server certificates
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("argo-server CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("argo-server CA %s: no certificates", caFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	tr.TLSClientConfig = tlsCfg
+	return &archiveProxy{base: strings.TrimSuffix(base, "/"), client: &http.Client{Transport: tr}}, nil
+}

@@ -1,0 +1,231 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dwp-sre/dwp-sre/sse-router/hub"
+)
+
+// AppChange is an app's summary as it is now; Summary is nil when the app is gone.
+type AppChange struct {
+	App     string
+	Summary json.RawMessage
+}
+
+// AppsSource is where app summaries live.
+type AppsSource interface {
+	// Watch calls onChange with every change of a summary in the namespace until ctx ends
+	// or the source fails (it returns the failure). It calls ready once changes are being
+	// received, so that a snapshot read afterwards misses none.
+	Watch(ctx context.Context, cluster, namespace string, ready func(), onChange func(AppChange)) error
+	// Snapshot returns every summary of the namespace.
+	Snapshot(ctx context.Context, cluster, namespace string) ([]AppChange, error)
+}
+
+// appsTopic is the live app list of one namespace: a snapshot of the summaries, then
+// each change. Ids are "<epoch>.<seq>": a returning subscriber of the same topic gets
+// the changes it missed from the ring, anyone else a snapshot.
+type appsTopic struct {
+	src         AppsSource
+	cluster, ns string
+	metrics     *hub.Metrics
+	log         *slog.Logger
+	backoff     [2]time.Duration
+	epoch       string
+
+	mu      sync.Mutex
+	fan     hub.Fanout
+	synced  bool
+	apps    map[string]json.RawMessage
+	seq     uint64
+	ring    *ring[appsEntry]
+	base    uint64
+	failure *hub.Message
+}
+
+type appsEntry struct {
+	seq uint64
+	msg *hub.Message
+}
+
+type appPayload struct {
+	Type    string          `json:"type"`
+	App     string          `json:"app"`
+	Summary json.RawMessage `json:"summary,omitempty"`
+}
+
+func newAppsTopic(src AppsSource, cluster, ns string, m *hub.Metrics, log *slog.Logger, backoff [2]time.Duration) *appsTopic {
+	return &appsTopic{
+		src: src, cluster: cluster, ns: ns, metrics: m, log: log, backoff: backoff,
+		epoch: strconv.FormatInt(time.Now().UnixNano(), 36),
+		apps:  map[string]json.RawMessage{}, ring: newRing[appsEntry](1000),
+	}
+}
+
+func (t *appsTopic) id(seq uint64) string { return t.epoch + "." + strconv.FormatUint(seq, 10) }
+
+// Run subscribes to the summaries' changes, reads a snapshot, and follows; after a
+// failure it does so again and tells subscribers to replace their list (relist).
+func (t *appsTopic) Run(ctx context.Context) {
+	backoff := t.backoff[0]
+	for ctx.Err() == nil {
+		var (
+			mu       sync.Mutex
+			pending  []AppChange
+			snapshot bool
+		)
+		onChange := func(c AppChange) {
+			mu.Lock()
+			if !snapshot {
+				pending = append(pending, c)
+				mu.Unlock()
+				return
+			}
+			mu.Unlock()
+			t.apply(c)
+		}
+		ready := func() {
+			t.metrics.Request(string(KindApps), "list")
+			items, err := t.src.Snapshot(ctx, t.cluster, t.ns)
+			if err != nil {
+				t.fail(fmt.Errorf("app summaries: %w", err))
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			t.replace(items)
+			// Changes received while reading the snapshot may be older or newer than it;
+			// a summary is the app's whole state, so applying them again is harmless.
+			for _, c := range pending {
+				t.apply(c)
+			}
+			pending, snapshot = nil, true
+			backoff = t.backoff[0]
+		}
+		closed := t.metrics.UpstreamOpen(string(KindApps), "subscribe")
+		err := t.src.Watch(ctx, t.cluster, t.ns, ready, onChange)
+		closed()
+		if ctx.Err() != nil {
+			return
+		}
+		t.metrics.Error(string(KindApps))
+		if err == nil {
+			err = fmt.Errorf("app summaries: subscription ended")
+		}
+		t.fail(err)
+		sleep(ctx, jitter(backoff))
+		backoff = min(2*backoff, t.backoff[1])
+	}
+}
+
+func (t *appsTopic) replace(items []AppChange) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	apps := make(map[string]json.RawMessage, len(items))
+	for _, c := range items {
+		if c.Summary != nil {
+			apps[c.App] = c.Summary
+		}
+	}
+	relist := t.synced
+	t.apps, t.synced, t.failure = apps, true, nil
+	t.seq++
+	t.ring.reset()
+	t.base = t.seq
+	typ := EventSnapshot
+	if relist {
+		typ = EventRelist
+	}
+	t.fan.Broadcast(hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), t.encodeListLocked(typ))))
+}
+
+func (t *appsTopic) encodeListLocked(typ string) []byte {
+	names := make([]string, 0, len(t.apps))
+	for n := range t.apps {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	p := listPayload{Type: typ, Items: make([]any, 0, len(names))}
+	for _, n := range names {
+		p.Items = append(p.Items, appPayload{Type: EventApp, App: n, Summary: t.apps[n]})
+	}
+	return mustJSON(p)
+}
+
+func (t *appsTopic) apply(c AppChange) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, had := t.apps[c.App]
+	typ := EventApp
+	if c.Summary == nil {
+		if !had {
+			return
+		}
+		delete(t.apps, c.App)
+		typ = EventDeleted
+	} else {
+		if had && string(old) == string(c.Summary) {
+			return
+		}
+		t.apps[c.App] = c.Summary
+	}
+	t.seq++
+	msg := hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), mustJSON(appPayload{Type: typ, App: c.App, Summary: c.Summary})))
+	if old, ok := t.ring.push(appsEntry{seq: t.seq, msg: msg}); ok {
+		t.base = old.seq
+	}
+	t.fan.Broadcast(msg)
+}
+
+func (t *appsTopic) fail(err error) {
+	t.log.Warn("app summaries upstream failed", "namespace", t.ns, "err", err)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failure = hub.NewMessage(false, errorEvent(t.id(t.seq), err, true))
+	t.fan.Broadcast(t.failure)
+}
+
+// Subscribe implements Topic.
+func (t *appsTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var msg *hub.Message
+	if t.synced {
+		epoch, seqStr, _ := strings.Cut(j.Resume.ID, ".")
+		seq, err := strconv.ParseUint(seqStr, 10, 64)
+		if j.Resume.Set && epoch == t.epoch && err == nil && seq >= t.base && seq <= t.seq {
+			var events []hub.Event
+			for i := t.ring.search(func(e appsEntry) bool { return e.seq > seq }); i < t.ring.len(); i++ {
+				events = append(events, t.ring.at(i).msg.Events...)
+			}
+			if len(events) > 0 {
+				msg = hub.NewMessage(false, events...)
+			}
+		} else {
+			msg = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.id(t.seq), t.encodeListLocked(EventSnapshot)))
+		}
+	}
+	if msg != nil && !s.Deliver(msg) {
+		return nil
+	}
+	if t.failure != nil && !s.Deliver(t.failure) {
+		return nil
+	}
+	t.fan.Add(s)
+	return nil
+}
+
+// Unsubscribe implements Topic.
+func (t *appsTopic) Unsubscribe(s *hub.Subscription) {
+	t.mu.Lock()
+	t.fan.Remove(s)
+	t.mu.Unlock()
+}

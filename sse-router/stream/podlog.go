@@ -1,0 +1,405 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/dwp-sre/dwp-sre/sse-router/hub"
+)
+
+// podLogTopic is one shared log follow of one container. It first reads the last lines
+// (as many as its ring holds), then follows; when the follow breaks it resumes at the
+// last line's time and skips what it had (the API takes whole seconds). Subscribers get
+// the lines they ask for (tailLines, sinceTime, or after their Last-Event-ID) from the
+// ring, or, when the ring no longer reaches back far enough, from one extra read.
+type podLogTopic struct {
+	cs        kubernetes.Interface
+	ns, pod   string
+	container string
+	metrics   *hub.Metrics
+	log       *slog.Logger
+	backoff   [2]time.Duration
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu   sync.Mutex
+	fan  hub.Fanout
+	ring *ring[logEntry]
+	// complete: the ring holds the log from its very first line.
+	complete bool
+	// evicted is the position of the newest line pushed out of the ring.
+	evicted    logPos
+	hasEvicted bool
+	last       logPos
+	hasLast    bool
+	end        *hub.Message // the log ended; late subscribers get this after the lines
+	failure    *hub.Message
+}
+
+type logEntry struct {
+	pos logPos
+	ev  hub.Event
+}
+
+func newPodLogTopic(cs kubernetes.Interface, ns, pod, container string, replay int, m *hub.Metrics, log *slog.Logger, backoff [2]time.Duration) *podLogTopic {
+	return &podLogTopic{
+		cs: cs, ns: ns, pod: pod, container: container, metrics: m, log: log, backoff: backoff,
+		ready: make(chan struct{}), ring: newRing[logEntry](replay),
+	}
+}
+
+func (t *podLogTopic) markReady() { t.readyOnce.Do(func() { close(t.ready) }) }
+
+// Run fills the ring and follows the log until ctx ends or the log ends.
+func (t *podLogTopic) Run(ctx context.Context) {
+	defer t.markReady()
+	if t.container == "" {
+		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
+		t.metrics.Request(string(KindPodLog), "get")
+		if err != nil {
+			if gone, _, _ := logProblem(err); gone {
+				t.finish(notFoundEvent("", fmt.Sprintf("pod %s/%s not found", t.ns, t.pod)), "not-found")
+				return
+			}
+			t.finish(errorEvent("", err, false), "error")
+			return
+		}
+		c, err := defaultContainer(pod)
+		if err != nil {
+			t.finish(errorEvent("", err, false), "error")
+			return
+		}
+		t.container = c
+	}
+	if !t.fill(ctx) {
+		return
+	}
+	t.markReady()
+	t.follow(ctx)
+}
+
+// fill reads the last lines into the ring; false when the topic is over.
+func (t *podLogTopic) fill(ctx context.Context) bool {
+	backoff := t.backoff[0]
+	tail := int64(len(t.ring.buf))
+	for ctx.Err() == nil {
+		t.metrics.Request(string(KindPodLog), "fetch")
+		lines, err := fetchLog(ctx, t.cs, t.ns, t.pod, logRequest{container: t.container, tail: &tail}, nil)
+		if err == nil {
+			t.publish(lines)
+			t.mu.Lock()
+			t.complete = int64(len(lines)) < tail
+			if !t.complete && t.ring.len() > 0 {
+				// Older lines may exist before the first one kept.
+				t.evicted, t.hasEvicted = t.ring.at(0).pos.before(), true
+			}
+			t.failure = nil
+			t.mu.Unlock()
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		t.metrics.Error(string(KindPodLog))
+		gone, waiting, fatal := logProblem(err)
+		switch {
+		case gone:
+			t.finish(notFoundEvent("", fmt.Sprintf("pod %s/%s not found", t.ns, t.pod)), "not-found")
+			return false
+		case fatal:
+			t.finish(errorEvent("", err, false), "error")
+			return false
+		case waiting:
+			// Nothing logged yet: the ring is the whole (empty) log, and following
+			// will start at the first line.
+			t.mu.Lock()
+			t.complete = true
+			t.mu.Unlock()
+			return true
+		}
+		t.fail(err)
+		sleep(ctx, jitter(backoff))
+		backoff = min(2*backoff, t.backoff[1])
+	}
+	return false
+}
+
+func (t *podLogTopic) follow(ctx context.Context) {
+	backoff := t.backoff[0]
+	for ctx.Err() == nil {
+		t.mu.Lock()
+		req := logRequest{container: t.container, follow: true}
+		var skip *logPos
+		if t.hasLast {
+			since := t.last.time()
+			req.since = &since
+			last := t.last
+			skip = &last
+		}
+		t.mu.Unlock()
+
+		closed := t.metrics.UpstreamOpen(string(KindPodLog), "follow")
+		body, err := openLog(ctx, t.cs, t.ns, t.pod, req)
+		if err == nil {
+			t.clearFailure()
+			err = readLines(body, &lineParser{}, skip, t.publish)
+			body.Close()
+		}
+		closed()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			t.metrics.Error(string(KindPodLog))
+			gone, waiting, fatal := logProblem(err)
+			switch {
+			case gone:
+				t.finish(notFoundEvent(t.lastID(), fmt.Sprintf("pod %s/%s no longer exists", t.ns, t.pod)), "pod-deleted")
+				return
+			case fatal:
+				t.finish(errorEvent(t.lastID(), err, false), "error")
+				return
+			case waiting:
+				t.fail(err)
+				sleep(ctx, jitter(t.backoff[0]))
+				continue
+			}
+			t.fail(err)
+			sleep(ctx, jitter(backoff))
+			backoff = min(2*backoff, t.backoff[1])
+			continue
+		}
+		backoff = t.backoff[0]
+		// The stream ended: the container is done, or the connection was cut.
+		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
+		t.metrics.Request(string(KindPodLog), "get")
+		if err == nil && containerDone(pod, t.container) {
+			t.finish(hub.Event{}, "terminated")
+			return
+		}
+		if gone, _, _ := logProblem(err); err != nil && gone {
+			t.finish(hub.Event{}, "pod-deleted")
+			return
+		}
+		sleep(ctx, jitter(t.backoff[0]))
+	}
+}
+
+func (t *podLogTopic) lastID() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.hasLast {
+		return ""
+	}
+	return t.last.String()
+}
+
+func encodeLogLine(l logLine, pod, node, container string) hub.Event {
+	return hub.NewEvent(EventLog, l.pos.String(), mustJSON(logLinePayload{
+		Type: EventLog, Time: l.time.Format(time.RFC3339Nano), Pod: pod, Node: node, Container: container, Line: l.text,
+	}))
+}
+
+func (t *podLogTopic) publish(lines []logLine) {
+	if len(lines) == 0 {
+		return
+	}
+	events := make([]hub.Event, len(lines))
+	for i, l := range lines {
+		events[i] = encodeLogLine(l, "", "", "")
+	}
+	msg := hub.NewMessage(false, events...)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, l := range lines {
+		if old, ok := t.ring.push(logEntry{pos: l.pos, ev: events[i]}); ok {
+			t.evicted, t.hasEvicted, t.complete = old.pos, true, false
+		}
+	}
+	t.last, t.hasLast = lines[len(lines)-1].pos, true
+	t.fan.Broadcast(msg)
+}
+
+// finish ends the topic: every subscriber, present and future, gets ev (when set) and
+// the end.
+func (t *podLogTopic) finish(ev hub.Event, reason string) {
+	events := []hub.Event{}
+	if ev.Name != "" {
+		events = append(events, ev)
+	}
+	events = append(events, endEvent(reason))
+	msg := hub.NewMessage(true, events...)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.end = msg
+	t.fan.Broadcast(msg)
+	t.fan = hub.Fanout{}
+}
+
+func (t *podLogTopic) fail(err error) {
+	t.log.Warn("pod log upstream failed", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
+	id := t.lastID()
+	msg := hub.NewMessage(false, errorEvent(id, err, true))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failure != nil && string(t.failure.Wire) == string(msg.Wire) {
+		return
+	}
+	t.failure = msg
+	t.fan.Broadcast(msg)
+}
+
+func (t *podLogTopic) clearFailure() {
+	t.mu.Lock()
+	t.failure = nil
+	t.mu.Unlock()
+}
+
+// Subscribe implements Topic: it waits until the ring is filled, then sends the lines
+// asked for and attaches s.
+func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join) error {
+	select {
+	case <-t.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	want := linesWanted(j)
+
+	t.mu.Lock()
+	events, covered := t.selectLocked(want)
+	if !covered {
+		t.mu.Unlock()
+		events = t.catchUp(ctx, want)
+		t.mu.Lock()
+	}
+	defer t.mu.Unlock()
+	if t.end != nil {
+		events = append(events, t.end.Events...)
+		s.Deliver(hub.NewMessage(true, events...))
+		return nil
+	}
+	if t.failure != nil {
+		events = append(events, t.failure.Events...)
+	}
+	if !j.Spec.Follow {
+		events = append(events, endEvent("done"))
+		s.Deliver(hub.NewMessage(true, events...))
+		return nil
+	}
+	if len(events) > 0 && !s.Deliver(hub.NewMessage(false, events...)) {
+		return nil
+	}
+	t.fan.Add(s)
+	return nil
+}
+
+// Unsubscribe implements Topic.
+func (t *podLogTopic) Unsubscribe(s *hub.Subscription) {
+	t.mu.Lock()
+	t.fan.Remove(s)
+	t.mu.Unlock()
+}
+
+// wanted says which lines a subscriber asks for: those after a position, or the last n.
+type wanted struct {
+	after    logPos
+	hasAfter bool
+	tail     int64 // -1: no limit
+}
+
+func linesWanted(j Join) wanted {
+	switch {
+	case j.Resume.Set && !j.Resume.Ended:
+		return wanted{after: j.Resume.log, hasAfter: true, tail: -1}
+	case j.Spec.SinceTime != nil:
+		// Lines at or after the time: after the last possible position just before it.
+		return wanted{after: logPos{nanos: j.Spec.SinceTime.UnixNano() - 1, rank: math.MaxInt32}, hasAfter: true, tail: -1}
+	case j.Spec.TailLines != nil:
+		return wanted{tail: *j.Spec.TailLines}
+	}
+	return wanted{tail: -1}
+}
+
+// selectLocked returns the ring's lines the subscriber wants, and whether the ring
+// holds all of them.
+func (t *podLogTopic) selectLocked(w wanted) ([]hub.Event, bool) {
+	n := t.ring.len()
+	start := 0
+	covered := true
+	switch {
+	case w.hasAfter:
+		start = t.ring.search(func(e logEntry) bool { return w.after.less(e.pos) })
+		covered = t.complete || !t.hasEvicted || !w.after.less(t.evicted)
+	case w.tail >= 0:
+		if int64(n) > w.tail {
+			start = n - int(w.tail)
+		} else {
+			covered = t.complete || int64(n) == w.tail
+		}
+	}
+	events := make([]hub.Event, 0, n-start)
+	for i := start; i < n; i++ {
+		events = append(events, t.ring.at(i).ev)
+	}
+	return events, covered
+}
+
+// catchUp reads, besides the ring, the older lines a subscriber wants, and returns all
+// the lines it wants.
+func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
+	req := logRequest{container: t.container}
+	var skip *logPos
+	if w.hasAfter {
+		since := w.after.time()
+		req.since = &since
+		skip = &w.after
+	} else {
+		req.tail = &w.tail
+	}
+	t.metrics.Request(string(KindPodLog), "fetch")
+	older, err := fetchLog(ctx, t.cs, t.ns, t.pod, req, skip)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var events []hub.Event
+	var first logPos
+	hasFirst := t.ring.len() > 0
+	if hasFirst {
+		first = t.ring.at(0).pos
+	}
+	for _, l := range older {
+		if hasFirst && !l.pos.less(first) {
+			break
+		}
+		events = append(events, encodeLogLine(l, "", "", ""))
+	}
+	for i := 0; i < t.ring.len(); i++ {
+		e := t.ring.at(i)
+		if !w.hasAfter || w.after.less(e.pos) {
+			events = append(events, e.ev)
+		}
+	}
+	if !w.hasAfter && w.tail >= 0 && int64(len(events)) > w.tail {
+		events = events[int64(len(events))-w.tail:]
+	}
+	if err != nil {
+		t.metrics.Error(string(KindPodLog))
+		events = append([]hub.Event{errorEvent(t.lastIDLocked(), fmt.Errorf("earlier lines could not be read: %w", err), true)}, events...)
+	}
+	return events
+}
+
+func (t *podLogTopic) lastIDLocked() string {
+	if !t.hasLast {
+		return ""
+	}
+	return t.last.String()
+}

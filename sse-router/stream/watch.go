@@ -1,0 +1,219 @@
+package stream
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/dwp-sre/dwp-sre/sse-router/hub"
+)
+
+// watchTopic is a shared watch of one kind of object in one namespace with one selector:
+// an informer-like cache of the objects, the current resourceVersion, and a ring of the
+// last changes. A new subscriber gets a snapshot from the cache; a returning one (with
+// Last-Event-ID, a resourceVersion) gets exactly the changes after it from the ring, or a
+// snapshot when the ring no longer reaches back that far. Browsers never see a 410.
+type watchTopic struct {
+	loop    *listWatch
+	prepare func(runtime.Object)
+
+	mu        sync.Mutex
+	fan       hub.Fanout
+	synced    bool
+	items     map[string]runtime.Object
+	rv        string
+	rvNum     uint64
+	rvNumeric bool
+	ring      *ring[watchEntry]
+	// base is the resourceVersion the ring starts after: the ring holds every change in
+	// (base, rvNum].
+	base     uint64
+	snapshot *hub.Message // the encoded current state, until it changes
+	failure  *hub.Message // the upstream failure in progress, if any
+}
+
+type watchEntry struct {
+	rv  uint64
+	msg *hub.Message
+}
+
+func newWatchTopic(loop *listWatch, prepare func(runtime.Object), replay int) *watchTopic {
+	return &watchTopic{loop: loop, prepare: prepare, ring: newRing[watchEntry](replay), items: map[string]runtime.Object{}}
+}
+
+// Run follows the upstream until ctx ends.
+func (t *watchTopic) Run(ctx context.Context) {
+	t.loop.run(ctx, t)
+}
+
+// Subscribe implements Topic.
+func (t *watchTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.synced {
+		// The first list is on its way: its snapshot goes to everyone waiting.
+		if t.failure != nil && !s.Deliver(t.failure) {
+			return nil
+		}
+		t.fan.Add(s)
+		return nil
+	}
+	r := j.Resume
+	var msg *hub.Message
+	if r.hasRV && t.rvNumeric && r.rv >= t.base && r.rv <= t.rvNum {
+		i := t.ring.search(func(e watchEntry) bool { return e.rv > r.rv })
+		var events []hub.Event
+		for ; i < t.ring.len(); i++ {
+			events = append(events, t.ring.at(i).msg.Events...)
+		}
+		if len(events) > 0 {
+			msg = hub.NewMessage(false, events...)
+		}
+	} else {
+		msg = t.snapshotLocked()
+	}
+	if msg != nil && !s.Deliver(msg) {
+		return nil
+	}
+	if t.failure != nil && !s.Deliver(t.failure) {
+		return nil
+	}
+	t.fan.Add(s)
+	return nil
+}
+
+// Unsubscribe implements Topic.
+func (t *watchTopic) Unsubscribe(s *hub.Subscription) {
+	t.mu.Lock()
+	t.fan.Remove(s)
+	t.mu.Unlock()
+}
+
+func (t *watchTopic) snapshotLocked() *hub.Message {
+	if t.snapshot == nil {
+		t.snapshot = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.rv, encodeList(EventSnapshot, t.rv, t.items)))
+	}
+	return t.snapshot
+}
+
+func encodeList(typ, rv string, items map[string]runtime.Object) []byte {
+	keys := make([]string, 0, len(items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	p := listPayload{Type: typ, ResourceVersion: rv, Items: make([]any, 0, len(keys))}
+	for _, k := range keys {
+		p.Items = append(p.Items, items[k])
+	}
+	return mustJSON(p)
+}
+
+func objectKey(obj runtime.Object) string {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return ""
+	}
+	return m.GetNamespace() + "/" + m.GetName()
+}
+
+func (t *watchTopic) setRVLocked(rv string) {
+	t.rv = rv
+	n, err := strconv.ParseUint(rv, 10, 64)
+	t.rvNum, t.rvNumeric = n, err == nil
+}
+
+func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
+	m := make(map[string]runtime.Object, len(items))
+	for _, obj := range items {
+		t.prepare(obj)
+		m[objectKey(obj)] = obj
+	}
+	typ := EventSnapshot
+	if relist {
+		typ = EventRelist
+	}
+	msg := hub.NewMessage(false, hub.NewEvent(typ, rv, encodeList(typ, rv, m)))
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.items = m
+	t.setRVLocked(rv)
+	t.ring.reset()
+	t.base = t.rvNum
+	if relist {
+		t.snapshot = nil
+	} else {
+		t.snapshot = msg
+	}
+	t.synced = true
+	t.fan.Broadcast(msg)
+}
+
+func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
+	t.prepare(obj)
+	name := strings.ToLower(string(typ))
+	msg := hub.NewMessage(false, hub.NewEvent(name, rv, mustJSON(objectPayload{Type: string(typ), Object: obj})))
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	key := objectKey(obj)
+	if typ == watch.Deleted {
+		delete(t.items, key)
+	} else {
+		t.items[key] = obj
+	}
+	t.setRVLocked(rv)
+	if t.rvNumeric {
+		if old, evicted := t.ring.push(watchEntry{rv: t.rvNum, msg: msg}); evicted {
+			t.base = old.rv
+		}
+	} else {
+		// Positions that are not numbers cannot be compared: nobody can resume from
+		// before this event, only from a snapshot.
+		t.ring.reset()
+	}
+	t.snapshot = nil
+	t.fan.Broadcast(msg)
+}
+
+func (t *watchTopic) progress(rv string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	prev := t.rvNum
+	t.setRVLocked(rv)
+	if !t.rvNumeric || t.rvNum < prev {
+		t.ring.reset()
+		t.base = t.rvNum
+	}
+}
+
+func (t *watchTopic) failing(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err == nil {
+		t.failure = nil
+		return
+	}
+	t.failure = hub.NewMessage(false, errorEvent(t.rv, err, true))
+	t.fan.Broadcast(t.failure)
+}
+
+// objects returns the cached objects sorted by namespace/name.
+func (t *watchTopic) objects() []runtime.Object {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]runtime.Object, 0, len(t.items))
+	for _, o := range t.items {
+		out = append(out, o)
+	}
+	slices.SortFunc(out, func(a, b runtime.Object) int { return cmp.Compare(objectKey(a), objectKey(b)) })
+	return out
+}

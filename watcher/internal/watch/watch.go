@@ -1,0 +1,546 @@
+// Package watch turns the cluster's pods and Argo Workflows of apps into the watcher's
+// events (internal/events): shared informers emit each change, and full-state rounds
+// (when the watcher starts and at an interval) emit every app's objects, so that the
+// summaries converge whatever was lost.
+//
+// A round lists each kind with a fresh paginated LIST rather than reading the informers'
+// caches: a LIST is consistent at its resourceVersion, which is what lets the receiver
+// remove anything older that the round does not list. With several namespaces the
+// round's revision is the smallest of their lists': everything at or below it is in the
+// lists or was deleted later (and the deletion has its own, greater, ordering key).
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	wfinformers "github.com/argoproj/argo-workflows/v3/pkg/client/informers/externalversions/workflow/v1alpha1"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/watcher/internal/state"
+)
+
+// Sink takes the events to deliver, keyed by what they describe.
+type Sink interface {
+	Enqueue(key string, ord events.Ordering, e event.Event)
+}
+
+// Config says what to watch.
+type Config struct {
+	Cluster   string
+	AppLabel  string
+	TaskLabel string
+	// Namespaces are watched; empty means all.
+	Namespaces []string
+	// Resync is the interval of full-state rounds.
+	Resync time.Duration
+	// PageSize bounds one list request of a round.
+	PageSize int
+}
+
+// Watcher emits the events of one cluster while Run runs.
+type Watcher struct {
+	cfg     Config
+	kube    kubernetes.Interface
+	argo    argoclient.Interface
+	sink    Sink
+	metrics *Metrics
+	log     *slog.Logger
+	order   *state.Orderer
+	now     func() time.Time
+
+	synced atomic.Bool
+}
+
+// New returns a Watcher; metrics may be shared by successive Watchers.
+func New(cfg Config, kube kubernetes.Interface, argo argoclient.Interface, sink Sink, metrics *Metrics, log *slog.Logger) *Watcher {
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = 500
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &Watcher{cfg: cfg, kube: kube, argo: argo, sink: sink, metrics: metrics, log: log, now: time.Now}
+	w.order = state.NewOrderer(nil)
+	w.order.OnFallback = func(rv string) {
+		log.Warn("a resourceVersion is not a decimal integer: ordering events by the watcher's clock from now on", "resourceVersion", rv)
+	}
+	return w
+}
+
+// Synced says that the informers have synced and the first full-state round was queued.
+func (w *Watcher) Synced() bool { return w.synced.Load() }
+
+// podSelector selects the pods of apps, without Argo's workflow pods.
+func (w *Watcher) podSelector() string { return w.cfg.AppLabel + ",!" + state.LabelWorkflowPod }
+
+func (w *Watcher) workflowSelector() string { return w.cfg.AppLabel }
+
+func (w *Watcher) namespaces() []string {
+	if len(w.cfg.Namespaces) == 0 {
+		return []string{metav1.NamespaceAll}
+	}
+	return w.cfg.Namespaces
+}
+
+// Run watches until ctx ends. It returns an error only when it cannot start.
+func (w *Watcher) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var synced []cache.InformerSynced
+	for _, ns := range w.namespaces() {
+		pods := coreinformers.NewFilteredPodInformer(w.kube, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
+			o.LabelSelector = w.podSelector()
+		})
+		wfs := wfinformers.NewFilteredWorkflowInformer(w.argo, ns, 0, cache.Indexers{}, func(o *metav1.ListOptions) {
+			o.LabelSelector = w.workflowSelector()
+		})
+		for _, inf := range []cache.SharedIndexInformer{pods, wfs} {
+			if err := inf.SetTransform(slim); err != nil {
+				return fmt.Errorf("informer transform: %w", err)
+			}
+		}
+		reg, err := pods.AddEventHandler(w.podHandler(pods))
+		if err != nil {
+			return fmt.Errorf("pod handler: %w", err)
+		}
+		synced = append(synced, reg.HasSynced)
+		reg, err = wfs.AddEventHandler(w.workflowHandler(wfs))
+		if err != nil {
+			return fmt.Errorf("workflow handler: %w", err)
+		}
+		synced = append(synced, reg.HasSynced)
+		for _, inf := range []cache.SharedIndexInformer{pods, wfs} {
+			wg.Add(1)
+			go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
+		}
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return nil // ctx ended
+	}
+	w.log.Info("informers synced", "namespaces", w.cfg.Namespaces)
+
+	// The first round replaces the informers' initial adds (not emitted): it is a
+	// consistent snapshot, newer than their list. It is retried until it succeeds.
+	backoff := time.Second
+	for {
+		err := w.Round(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.Error("full-state round failed; retrying", "err", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, w.cfg.Resync)
+	}
+	w.synced.Store(true)
+	t := time.NewTicker(w.cfg.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := w.Round(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("full-state round failed; the next one is due at the resync interval", "err", err)
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Event keys: one per object and app (a pod that moves to another app has a deletion in
+// the old one and a state in the new one, both to be sent), one per app snapshot.
+func objectKey(kind, ns, app, uid string) string { return kind + "/" + ns + "/" + app + "/" + uid }
+
+func (w *Watcher) emit(key string, ord events.Ordering, e event.Event, err error) {
+	if err != nil {
+		// A state made from an API object is always valid; this is a bug, loud.
+		w.metrics.invalid.Inc()
+		w.log.Error("cannot build an event", "key", key, "err", err)
+		return
+	}
+	w.sink.Enqueue(key, ord, e)
+}
+
+func (w *Watcher) emitPod(p events.Pod, deleted bool) {
+	e, err := events.NewPodEvent(w.cfg.Cluster, deleted, p, w.now())
+	w.metrics.changes.WithLabelValues(events.KindPods, changeName(deleted)).Inc()
+	w.emit(objectKey("pod", p.Namespace, p.App, p.UID), p.Ordering, e, err)
+}
+
+func (w *Watcher) emitWorkflow(s events.Workflow, deleted bool) {
+	e, err := events.NewWorkflowEvent(w.cfg.Cluster, deleted, s, w.now())
+	w.metrics.changes.WithLabelValues(events.KindWorkflows, changeName(deleted)).Inc()
+	w.emit(objectKey("workflow", s.Namespace, s.App, s.UID), s.Ordering, e, err)
+}
+
+func changeName(deleted bool) string {
+	if deleted {
+		return "deleted"
+	}
+	return "changed"
+}
+
+// deletionOrdering is the ordering key of a deletion. A deletion the informer only
+// inferred on relisting (DeletedFinalStateUnknown) carries the object's last known
+// state; the deletion happened before the relist, whose resourceVersion the informer's
+// last sync is at or after.
+func (w *Watcher) deletionOrdering(obj metav1.Object, final bool, inf cache.SharedIndexInformer) events.Ordering {
+	if final {
+		return w.order.Of(obj.GetResourceVersion())
+	}
+	return max(w.order.Of(inf.LastSyncResourceVersion()), w.order.Of(obj.GetResourceVersion())+1)
+}
+
+func (w *Watcher) podHandler(inf cache.SharedIndexInformer) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			p, ok := obj.(*corev1.Pod)
+			if !ok || initial {
+				return
+			}
+			w.podChanged(nil, p)
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*corev1.Pod)
+			n, ok2 := newObj.(*corev1.Pod)
+			if ok1 && ok2 {
+				w.podChanged(o, n)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			final := true
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj, final = t.Obj, false
+			}
+			p, ok := obj.(*corev1.Pod)
+			if !ok {
+				return
+			}
+			if app := w.podApp(p); app != "" {
+				w.emitPod(state.Pod(p, app, w.deletionOrdering(p, final, inf)), true)
+			}
+		},
+	}
+}
+
+// podApp is the app of a pod, "" for none. The informers' selector leaves out Argo's
+// workflow pods already; this holds should a watch not apply it.
+func (w *Watcher) podApp(p *corev1.Pod) string {
+	if _, wfPod := p.Labels[state.LabelWorkflowPod]; wfPod {
+		return ""
+	}
+	return p.Labels[w.cfg.AppLabel]
+}
+
+// podChanged emits a pod's new state, unless nothing the summaries use changed; and its
+// deletion from its former app when its app label changed.
+func (w *Watcher) podChanged(old, p *corev1.Pod) {
+	app := w.podApp(p)
+	ord := w.order.Of(p.ResourceVersion)
+	var before events.Pod
+	if old != nil {
+		if oldApp := w.podApp(old); oldApp != "" && oldApp != app {
+			w.emitPod(state.Pod(old, oldApp, ord), true)
+			old = nil
+		} else {
+			before = state.Pod(old, oldApp, ord)
+		}
+	}
+	if app == "" {
+		return
+	}
+	s := state.Pod(p, app, ord)
+	before.ResourceVersion = s.ResourceVersion
+	if old != nil && before == s {
+		return
+	}
+	w.emitPod(s, false)
+}
+
+func (w *Watcher) workflowHandler(inf cache.SharedIndexInformer) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			wf, ok := obj.(*wfv1.Workflow)
+			if !ok || initial {
+				return
+			}
+			w.workflowChanged(nil, wf)
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*wfv1.Workflow)
+			n, ok2 := newObj.(*wfv1.Workflow)
+			if ok1 && ok2 {
+				w.workflowChanged(o, n)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			final := true
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj, final = t.Obj, false
+			}
+			wf, ok := obj.(*wfv1.Workflow)
+			if !ok {
+				return
+			}
+			if app := wf.Labels[w.cfg.AppLabel]; app != "" {
+				w.emitWorkflow(state.Workflow(wf, app, w.cfg.TaskLabel, w.deletionOrdering(wf, final, inf)), true)
+			}
+		},
+	}
+}
+
+func (w *Watcher) workflowChanged(old, wf *wfv1.Workflow) {
+	app := wf.Labels[w.cfg.AppLabel]
+	ord := w.order.Of(wf.ResourceVersion)
+	var before events.Workflow
+	if old != nil {
+		if oldApp := old.Labels[w.cfg.AppLabel]; oldApp != "" && oldApp != app {
+			w.emitWorkflow(state.Workflow(old, oldApp, w.cfg.TaskLabel, ord), true)
+			old = nil
+		} else {
+			before = state.Workflow(old, oldApp, w.cfg.TaskLabel, ord)
+		}
+	}
+	if app == "" {
+		return
+	}
+	s := state.Workflow(wf, app, w.cfg.TaskLabel, ord)
+	before.ResourceVersion = s.ResourceVersion
+	if old != nil && before == s {
+		return
+	}
+	w.emitWorkflow(s, false)
+}
+
+// slim keeps of an object only what the states are made of, so the informers' caches
+// stay small (a workflow's status.nodes can be megabytes).
+func slim(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		out := &corev1.Pod{ObjectMeta: slimMeta(o.ObjectMeta)}
+		out.Status = corev1.PodStatus{
+			Phase: o.Status.Phase, Conditions: o.Status.Conditions, StartTime: o.Status.StartTime,
+			InitContainerStatuses: o.Status.InitContainerStatuses, ContainerStatuses: o.Status.ContainerStatuses,
+		}
+		return out, nil
+	case *wfv1.Workflow:
+		out := &wfv1.Workflow{ObjectMeta: slimMeta(o.ObjectMeta)}
+		out.Spec.WorkflowTemplateRef = o.Spec.WorkflowTemplateRef
+		out.Status = wfv1.WorkflowStatus{Phase: o.Status.Phase, StartedAt: o.Status.StartedAt, FinishedAt: o.Status.FinishedAt, Message: o.Status.Message}
+		return out, nil
+	}
+	return obj, nil
+}
+
+func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp, Labels: m.Labels,
+	}
+}
+
+// Round emits a full-state round: for each kind, one snapshot per app that has objects
+// of the kind, and the list of those apps, all at one revision.
+func (w *Watcher) Round(ctx context.Context) error {
+	start := time.Now()
+	err := errors.Join(w.roundPods(ctx), w.roundWorkflows(ctx))
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	w.metrics.rounds.WithLabelValues(result).Inc()
+	w.metrics.roundDuration.Observe(time.Since(start).Seconds())
+	return err
+}
+
+func (w *Watcher) roundPods(ctx context.Context) error {
+	apps := map[events.AppRef][]events.Pod{}
+	rev, err := w.listAll(ctx, events.KindPods, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
+		l, err := w.kube.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return "", "", err
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			if app := w.podApp(p); app != "" {
+				ref := events.AppRef{Namespace: p.Namespace, App: app}
+				apps[ref] = append(apps[ref], state.Pod(p, app, w.order.Of(p.ResourceVersion)))
+			}
+		}
+		return l.ResourceVersion, l.Continue, nil
+	}, w.podSelector(), func() { clear(apps) })
+	if err != nil {
+		return err
+	}
+	refs := sortedRefs(apps)
+	for _, ref := range refs {
+		s := events.AppSnapshot{Kind: events.KindPods, Namespace: ref.Namespace, App: ref.App, Revision: rev, Pods: apps[ref]}
+		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
+		w.emit("snapshot/pods/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
+	}
+	w.metrics.roundApps.WithLabelValues(events.KindPods).Set(float64(len(refs)))
+	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: events.KindPods, Revision: rev, Apps: refs}, w.now())
+	w.emit("snapshot/pods", rev, e, err)
+	return nil
+}
+
+func (w *Watcher) roundWorkflows(ctx context.Context) error {
+	apps := map[events.AppRef][]events.Workflow{}
+	rev, err := w.listAll(ctx, events.KindWorkflows, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
+		l, err := w.argo.ArgoprojV1alpha1().Workflows(ns).List(ctx, opts)
+		if err != nil {
+			return "", "", err
+		}
+		for i := range l.Items {
+			wf := &l.Items[i]
+			if app := wf.Labels[w.cfg.AppLabel]; app != "" {
+				ref := events.AppRef{Namespace: wf.Namespace, App: app}
+				apps[ref] = append(apps[ref], state.Workflow(wf, app, w.cfg.TaskLabel, w.order.Of(wf.ResourceVersion)))
+			}
+		}
+		return l.ResourceVersion, l.Continue, nil
+	}, w.workflowSelector(), func() { clear(apps) })
+	if err != nil {
+		return err
+	}
+	refs := sortedRefs(apps)
+	for _, ref := range refs {
+		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, Workflows: apps[ref]}
+		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
+		w.emit("snapshot/workflows/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
+	}
+	w.metrics.roundApps.WithLabelValues(events.KindWorkflows).Set(float64(len(refs)))
+	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: events.KindWorkflows, Revision: rev, Apps: refs}, w.now())
+	w.emit("snapshot/workflows", rev, e, err)
+	return nil
+}
+
+// listFunc lists one page, adding its items, and returns the list's resourceVersion and
+// continue token.
+type listFunc func(ctx context.Context, ns string, opts metav1.ListOptions) (rv, cont string, err error)
+
+// listAll lists every watched namespace, page by page, and returns the round's revision:
+// the smallest of the lists' resourceVersions. A continue token that expired restarts
+// the whole listing (reset forgets what was added), since pages of different lists are
+// not one consistent state.
+func (w *Watcher) listAll(ctx context.Context, kind string, list listFunc, selector string, reset func()) (events.Ordering, error) {
+	for attempt := 1; ; attempt++ {
+		clock := w.order.Clock()
+		var rev events.Ordering
+		expired := false
+		for _, ns := range w.namespaces() {
+			opts := metav1.ListOptions{LabelSelector: selector, Limit: int64(w.cfg.PageSize)}
+			first := ""
+			for {
+				rv, cont, err := list(ctx, ns, opts)
+				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+					expired = true
+					break
+				}
+				if err != nil {
+					return 0, fmt.Errorf("list %s in %q: %w", kind, ns, err)
+				}
+				if first == "" {
+					first = rv
+				}
+				if cont == "" {
+					break
+				}
+				opts.Continue = cont
+			}
+			if expired {
+				break
+			}
+			// In clock mode the round is as of the clock before listing began.
+			ord := w.order.Of(first)
+			if w.order.Fallback() {
+				ord = clock
+			}
+			if rev == 0 || ord < rev {
+				rev = ord
+			}
+		}
+		if !expired {
+			return rev, nil
+		}
+		reset()
+		if attempt == 3 {
+			return 0, fmt.Errorf("list %s: the continue token expired three times", kind)
+		}
+	}
+}
+
+func sortedRefs[T any](m map[events.AppRef][]T) []events.AppRef {
+	refs := make([]events.AppRef, 0, len(m))
+	for r := range m {
+		refs = append(refs, r)
+	}
+	sort.Slice(refs, func(i, j int) bool {
+		if refs[i].Namespace != refs[j].Namespace {
+			return refs[i].Namespace < refs[j].Namespace
+		}
+		return refs[i].App < refs[j].App
+	})
+	return refs
+}
+
+// Metrics are the Watcher's Prometheus metrics.
+type Metrics struct {
+	changes       *prometheus.CounterVec
+	rounds        *prometheus.CounterVec
+	roundApps     *prometheus.GaugeVec
+	roundDuration prometheus.Histogram
+	invalid       prometheus.Counter
+}
+
+// NewMetrics registers the metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dwp_watcher_changes_total",
+			Help: "Changes of app objects emitted, by kind (pods, workflows) and change (changed, deleted)."}, []string{"kind", "change"}),
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dwp_watcher_rounds_total",
+			Help: "Full-state rounds, by result."}, []string{"result"}),
+		roundApps: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dwp_watcher_round_apps",
+			Help: "Apps with objects of a kind in the last full-state round."}, []string{"kind"}),
+		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dwp_watcher_round_duration_seconds",
+			Help: "Duration of a full-state round (listing and queueing).", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "dwp_watcher_events_invalid_total",
+			Help: "Events that could not be built from an object (a bug)."}),
+	}
+	reg.MustRegister(m.changes, m.rounds, m.roundApps, m.roundDuration, m.invalid)
+	return m
+}
