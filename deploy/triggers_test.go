@@ -1,0 +1,54 @@
+package deploy_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/dwp-sre/dwp-sre/internal/events"
+)
+
+// The Triggers must deliver every type the function handles, and never its replies.
+func TestTriggersMatchTheFunctionsEventTypes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "triggers", "eventing.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range decode(t, b) {
+		if u.GetKind() != "Trigger" {
+			continue
+		}
+		typ, _, _ := unstructuredString(u.Object, "spec", "filter", "attributes", "type")
+		if typ == "" {
+			t.Errorf("trigger %s has no exact type filter: it would match replies too", u.GetName())
+		}
+		got = append(got, typ)
+	}
+	want := []string{
+		events.TypePodChanged, events.TypePodDeleted, events.TypeWorkflowChanged, events.TypeWorkflowDeleted,
+		events.TypeAppSnapshot, events.TypeClusterSnapshot, events.TypeWorkflowFinished,
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("trigger types %v, want %v", got, want)
+	}
+	if slices.Contains(got, events.TypeWorkflowHistory) {
+		t.Fatalf("a trigger matches the reply type %s", events.TypeWorkflowHistory)
+	}
+}
+
+func unstructuredString(obj map[string]any, fields ...string) (string, bool, error) {
+	var cur any = obj
+	for _, f := range fields {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return "", false, nil
+		}
+		cur = m[f]
+	}
+	s, ok := cur.(string)
+	return s, ok, nil
+}
