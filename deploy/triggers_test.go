@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/dwp-sre/dwp-sre/internal/events"
 )
 
@@ -20,7 +22,7 @@ func TestTriggersMatchTheFunctionsEventTypes(t *testing.T) {
 		if u.GetKind() != "Trigger" {
 			continue
 		}
-		typ, _, _ := unstructuredString(u.Object, "spec", "filter", "attributes", "type")
+		typ, _, _ := unstructured.NestedString(u.Object, "spec", "filter", "attributes", "type")
 		if typ == "" {
 			t.Errorf("trigger %s has no exact type filter: it would match replies too", u.GetName())
 		}
@@ -38,17 +40,4 @@ func TestTriggersMatchTheFunctionsEventTypes(t *testing.T) {
 	if slices.Contains(got, events.TypeWorkflowHistory) {
 		t.Fatalf("a trigger matches the reply type %s", events.TypeWorkflowHistory)
 	}
-}
-
-func unstructuredString(obj map[string]any, fields ...string) (string, bool, error) {
-	var cur any = obj
-	for _, f := range fields {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return "", false, nil
-		}
-		cur = m[f]
-	}
-	s, ok := cur.(string)
-	return s, ok, nil
 }
