@@ -247,6 +247,9 @@ func (s *Store) Summaries(ctx context.Context, cluster string, namespaces ...str
 func (s *Store) Watch(ctx context.Context, cluster, namespace string, ready func(), onChange func(events.SummaryChange)) error {
 	sub := s.rdb.Subscribe(ctx, s.Channel())
 	defer sub.Close()
+	// A blocked receive does not notice its context ending; closing the subscription ends it.
+	stop := context.AfterFunc(ctx, func() { sub.Close() })
+	defer stop()
 	if _, err := sub.Receive(ctx); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", s.Channel(), err)
 	}

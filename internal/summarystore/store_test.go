@@ -330,3 +330,21 @@ func TestStoredSummaryDecodes(t *testing.T) {
 		t.Error("a corrupt summary was read without error")
 	}
 }
+
+func TestWatchEndsWithItsContext(t *testing.T) {
+	s, _ := newStore(t, 9)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, "", "", func() { close(ready) }, func(events.SummaryChange) {}) }()
+	<-ready
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Watch after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch still blocked 5 s after its context ended")
+	}
+}
