@@ -68,6 +68,7 @@ func TestAPIServerRestartUnderOpenStreams(t *testing.T) {
 	tok := env.Tokens["admin"]
 	pl := env.PodLog(t, ns, "web-1", "main")
 	runningPod(t, env, ns, "web-1", "web")
+	env.WaitPodLogServed(t, ns, "web-1", "main")
 
 	podsPath := "namespaces/" + ns + "/pods?app=web"
 	logPath := "namespaces/" + ns + "/pods/web-1/log?container=main&tailLines=0"

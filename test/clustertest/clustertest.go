@@ -424,3 +424,23 @@ func (e *Env) String() string {
 	b, _ := json.Marshal(struct{ Server, Kubeconfig string }{e.Server, e.Kubeconfig})
 	return string(b)
 }
+
+// WaitPodLogServed waits until the API server serves the container's log (kwok picks up a
+// Logs object a moment after the pod runs), so that a follow opened afterwards misses nothing.
+func (e *Env) WaitPodLogServed(t testing.TB, namespace, pod, container string) {
+	t.Helper()
+	cs := e.AdminClientset(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		_, err := cs.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).DoRaw(ctx)
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("log of %s/%s/%s not served: %v", namespace, pod, container, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
