@@ -17,6 +17,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
@@ -37,7 +38,7 @@ func (f *Family) handle(h handlerFunc) httprouter.Handle {
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		err := func() error {
-			token, err := bearerToken(r)
+			token, err := authz.BearerToken(r)
 			if err != nil {
 				return err
 			}
@@ -52,30 +53,6 @@ func (f *Family) handle(h handlerFunc) httprouter.Handle {
 			problem.Write(w, p)
 		}
 	}
-}
-
-// maxTokenLen bounds the bearer token accepted (service account JWTs are ~1 KiB).
-const maxTokenLen = 16 << 10
-
-func bearerToken(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", problem.Unauthorized("a bearer token is required: send the portal user's token as \"Authorization: Bearer <token>\"")
-	}
-	scheme, token, ok := strings.Cut(h, " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", problem.Unauthorized("the Authorization header must be \"Bearer <token>\"")
-	}
-	if len(token) > maxTokenLen {
-		return "", problem.Unauthorized("the bearer token is too long")
-	}
-	for i := 0; i < len(token); i++ {
-		if c := token[i]; c <= ' ' || c >= 0x7f {
-			return "", problem.Unauthorized("the bearer token has characters a token cannot have")
-		}
-	}
-	return token, nil
 }
 
 func namespaceError(field, ns string) *problem.FieldError {

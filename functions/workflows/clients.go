@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,8 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
-
-	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
 // Clients are the API clients acting as one identity.
@@ -202,29 +198,4 @@ func (cs *callers) len() int {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return len(cs.entries)
-}
-
-// maxTokenLen bounds the bearer token accepted (service account JWTs are ~1 KiB).
-const maxTokenLen = 16 << 10
-
-// bearerToken is the token of an "Authorization: Bearer <token>" header.
-func bearerToken(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", problem.Unauthorized("a bearer token is required: send the portal user's token as \"Authorization: Bearer <token>\"")
-	}
-	scheme, token, ok := strings.Cut(h, " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", problem.Unauthorized("the Authorization header must be \"Bearer <token>\"")
-	}
-	if len(token) > maxTokenLen {
-		return "", problem.Unauthorized("the bearer token is too long")
-	}
-	for i := 0; i < len(token); i++ {
-		if c := token[i]; c <= ' ' || c >= 0x7f {
-			return "", problem.Unauthorized("the bearer token has characters a token cannot have")
-		}
-	}
-	return token, nil
 }

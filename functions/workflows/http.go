@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/dwp-sre/dwp-sre/functions/workflows/archive"
+	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
@@ -34,7 +35,7 @@ func (f *Family) handle(h handlerFunc) httprouter.Handle {
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		err := func() error {
-			token, err := bearerToken(r)
+			token, err := authz.BearerToken(r)
 			if err != nil {
 				return err
 			}
