@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -241,6 +243,20 @@ func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, 
 			_, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 			return err
 		}},
+		{"Argo's rules aggregated into admin, edit and view", func(ctx context.Context) error {
+			// The controller-manager aggregates them a moment after start; a user granted
+			// edit before that could not touch workflows.
+			for _, role := range []string{"admin", "edit", "view"} {
+				cr, err := cs.RbacV1().ClusterRoles().Get(ctx, role, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if !grantsGroup(cr.Rules, "argoproj.io") {
+					return fmt.Errorf("ClusterRole %s has no argoproj.io rules yet", role)
+				}
+			}
+			return nil
+		}},
 		{"metrics.k8s.io available", func(ctx context.Context) error {
 			_, err := cs.Discovery().ServerResourcesForGroupVersion("metrics.k8s.io/v1beta1")
 			return err
@@ -261,6 +277,15 @@ func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, 
 		phase(c.what)
 	}
 	return nil
+}
+
+func grantsGroup(rules []rbacv1.PolicyRule, group string) bool {
+	for _, r := range rules {
+		if slices.Contains(r.APIGroups, group) {
+			return true
+		}
+	}
+	return false
 }
 
 func fileStamp(path string) (string, error) {

@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -325,6 +326,50 @@ func (e *Env) Grant(t testing.TB, namespace, user, clusterRole string) {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("grant %s to %s in %s: %v", clusterRole, user, namespace, err)
 	}
+	// The API server's authorizer learns of the binding through its own watch: wait
+	// until it allows one request of every rule, so that the test's next call does.
+	role, err := cs.RbacV1().ClusterRoles().Get(ctx, clusterRole, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("grant %s to %s in %s: %v", clusterRole, user, namespace, err)
+	}
+	for {
+		denied := deniedRule(ctx, cs, namespace, user, role.Rules)
+		if denied == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("grant %s to %s in %s: still denied %s", clusterRole, user, namespace, denied)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// deniedRule asks the authorizer, for each resource rule, whether user may do its first
+// verb on its first resource in namespace, and describes the first request denied.
+func deniedRule(ctx context.Context, cs kubernetes.Interface, namespace, user string, rules []rbacv1.PolicyRule) string {
+	for _, r := range rules {
+		if len(r.Verbs) == 0 || len(r.Resources) == 0 || len(r.APIGroups) == 0 {
+			continue
+		}
+		attrs := &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: r.Verbs[0], Group: r.APIGroups[0], Resource: r.Resources[0]}
+		if len(r.ResourceNames) > 0 {
+			attrs.Name = r.ResourceNames[0]
+		}
+		if res, sub, ok := strings.Cut(attrs.Resource, "/"); ok {
+			attrs.Resource, attrs.Subresource = res, sub
+		}
+		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: user, ResourceAttributes: attrs},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Sprintf("%+v (%v)", *attrs, err)
+		}
+		if !sar.Status.Allowed {
+			return fmt.Sprintf("%+v", *attrs)
+		}
+	}
+	return ""
 }
 
 var logsGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
