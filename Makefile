@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-GOTEST_FLAGS ?= -timeout 30m
+GOTEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: run test build cluster services lint bench fuzz clean reset
 

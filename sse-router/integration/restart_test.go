@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +83,8 @@ func TestAPIServerRestartUnderOpenStreams(t *testing.T) {
 		view  podView
 		lines []string
 		ids   []string
+		// joined: a line written after the stream was opened came through.
+		joined bool
 	}
 	readers := map[string]*reader{"pods": {}, "logs": {}, "mux": {}}
 	var wg sync.WaitGroup
@@ -101,6 +104,10 @@ func TestAPIServerRestartUnderOpenStreams(t *testing.T) {
 				case isLog:
 					var l logEvent
 					_ = json.Unmarshal([]byte(ev.Data), &l)
+					if strings.HasPrefix(l.Line, joinPrefix) {
+						rd.joined = true
+						break
+					}
 					rd.lines = append(rd.lines, l.Line)
 					rd.ids = append(rd.ids, ev.ID)
 				case isPod:
@@ -152,6 +159,26 @@ func TestAPIServerRestartUnderOpenStreams(t *testing.T) {
 		return func(rd *reader) bool {
 			return containsRun(rd.lines, want)
 		}
+	}
+
+	// The log streams ask for tailLines=0: the lines written after they joined. Until the
+	// router has joined them to the shared follow, a line written counts as old; so
+	// write markers until every stream has shown one.
+	for i := 0; ; i++ {
+		appendLines(t, pl, joinPrefix, i, 1)
+		joined := true
+		for _, rd := range readers {
+			rd.mu.Lock()
+			joined = joined && (rd == readers["pods"] || rd.joined)
+			rd.mu.Unlock()
+		}
+		if joined {
+			break
+		}
+		if i == 300 {
+			t.Fatal("the log streams showed no new line within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	label(t, env, ns, "web-1", "marker", "before")
@@ -227,6 +254,9 @@ func TestAPIServerRestartUnderOpenStreams(t *testing.T) {
 		t.Errorf("open log follows after the restart = %v, want 1", n)
 	}
 }
+
+// joinPrefix starts the lines written to learn that the log streams have joined.
+const joinPrefix = "joined"
 
 // containsRun reports whether want appears in order, contiguously, in lines.
 func containsRun(lines, want []string) bool {

@@ -122,7 +122,7 @@ func TestResumeWithLastEventID(t *testing.T) {
 	})
 
 	t.Run("multiplexed", func(t *testing.T) {
-		q := url.Values{"subscribe": {"pods:namespaces/" + ns + "/pods?app=web", "log:namespaces/" + ns + "/pods/web-1/log?container=main&tailLines=0"}}
+		q := url.Values{"subscribe": {"pods:namespaces/" + ns + "/pods?app=web", "log:namespaces/" + ns + "/pods/web-1/log?container=main"}}
 		path := "mux?" + q.Encode()
 		c := r.open(t, path, tok, "")
 		if ev := c.next(t, 10*time.Second); ev.Type != "session" {
