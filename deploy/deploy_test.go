@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -72,6 +73,7 @@ func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
 	cs := env.AdminClientset(t)
 	dyn := env.AdminDynamic(t)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(env.Admin)))
+	top := t
 	for _, dir := range dirs {
 		rel, _ := filepath.Rel(root, dir)
 		t.Run(rel, func(t *testing.T) {
@@ -101,7 +103,7 @@ func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
 					if ns == "" {
 						ns = "default"
 					}
-					ensureNamespace(t, cs, ns)
+					ensureNamespace(t, top, cs, ns)
 					create = func() error {
 						_, err := ri.Namespace(ns).Create(ctx, u, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
 						return err
@@ -120,18 +122,35 @@ func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
 	}
 }
 
-// ensureNamespace creates a namespace the manifests name, for real, and removes it at the
-// end of the test unless it existed before.
-func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
-	ctx := context.Background()
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		return
+// ensureNamespace creates a namespace the manifests name, for real, and removes it when
+// the top-level test ends (so that every kustomization naming it finds it) unless it
+// existed before. A namespace still terminating, from an earlier run, is waited out.
+func ensureNamespace(t, top *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err == nil {
+			top.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
+			return
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("namespace %s: %v", ns, err)
+		}
+		got, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err == nil && got.DeletionTimestamp == nil {
+			return
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatalf("namespace %s: %v", ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("namespace %s is still terminating", ns)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	if err != nil {
-		t.Fatalf("namespace %s: %v", ns, err)
-	}
-	t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 }
 
 func decode(t *testing.T, b []byte) []*unstructured.Unstructured {
