@@ -12,11 +12,10 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/redis/go-redis/v9"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 )
 
@@ -45,9 +44,9 @@ func (f *Family) Start(_ context.Context, cfg map[string]string) error {
 	if err != nil {
 		return err
 	}
-	base, err := baseConfig(c.Kubeconfig)
+	base, err := kube.RESTConfig(c.Kubeconfig)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", EnvKubeconfig, err)
 	}
 	access, err := newAccessChecker(base, c.AccessCacheTTL)
 	if err != nil {
@@ -57,22 +56,6 @@ func (f *Family) Start(_ context.Context, cfg map[string]string) error {
 	f.rdb = c.Redis.Client()
 	f.store = summarystore.New(f.rdb, c.Redis.Prefix)
 	return nil
-}
-
-// baseConfig is the API server's address and CA: from a kubeconfig, or in-cluster.
-func baseConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config (set %s outside a cluster): %w", EnvKubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("%s=%s: %w", EnvKubeconfig, kubeconfig, err)
-	}
-	return cfg, nil
 }
 
 // Stop closes the Redis connections.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -35,23 +34,9 @@ type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Reques
 
 func (f *Family) handle(h handlerFunc) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-		defer cancel()
-		err := func() error {
-			token, err := authz.BearerToken(r)
-			if err != nil {
-				return err
-			}
+		authz.Serve(w, r, requestTimeout, func(ctx context.Context, token string) error {
 			return h(ctx, w, r, ps, token)
-		}()
-		if err != nil {
-			p := problem.FromError(err)
-			if p.Status >= 500 {
-				slog.ErrorContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
-			}
-			p.Instance = r.URL.Path
-			problem.Write(w, p)
-		}
+		})
 	}
 }
 

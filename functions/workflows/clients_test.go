@@ -70,8 +70,8 @@ current-context: c
 		t.Fatalf("token %q", c.token)
 	}
 
-	if err := New().Start(context.Background(), map[string]string{EnvKubeconfig: filepath.Join(dir, "missing")}); err == nil {
-		t.Fatal("a missing kubeconfig was accepted")
+	if err := New().Start(context.Background(), map[string]string{EnvKubeconfig: filepath.Join(dir, "missing")}); err == nil || !strings.Contains(err.Error(), EnvKubeconfig) {
+		t.Fatalf("a missing kubeconfig: %v, want an error naming %s", err, EnvKubeconfig)
 	}
 	err = New().Start(context.Background(), map[string]string{EnvKubeconfig: kc, EnvArchiveDSN: "::not a dsn password=secret"})
 	if err == nil || strings.Contains(err.Error(), "secret") {

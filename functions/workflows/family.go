@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/julienschmidt/httprouter"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/dwp-sre/dwp-sre/functions/workflows/archive"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
+	"github.com/dwp-sre/dwp-sre/internal/kube"
 )
 
 // Family is the workflows family of the function.
@@ -46,9 +45,9 @@ func (f *Family) Start(ctx context.Context, cfg map[string]string) error {
 	if err != nil {
 		return err
 	}
-	base, err := baseConfig(c.Kubeconfig)
+	base, err := kube.RESTConfig(c.Kubeconfig)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", EnvKubeconfig, err)
 	}
 	service, err := NewClients(base)
 	if err != nil {
@@ -71,22 +70,6 @@ func (f *Family) Start(ctx context.Context, cfg map[string]string) error {
 		f.now = time.Now
 	}
 	return nil
-}
-
-// baseConfig is the API server's address and CA: from a kubeconfig, or in-cluster.
-func baseConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config (set %s outside a cluster): %w", EnvKubeconfig, err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("%s=%s: %w", EnvKubeconfig, kubeconfig, err)
-	}
-	return cfg, nil
 }
 
 // Stop releases the archive's connections.

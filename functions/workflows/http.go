@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -32,32 +31,14 @@ type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Reques
 
 func (f *Family) handle(h handlerFunc) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
-		defer cancel()
-		err := func() error {
-			token, err := authz.BearerToken(r)
-			if err != nil {
-				return err
-			}
+		authz.Serve(w, r, requestTimeout, func(ctx context.Context, token string) error {
 			c, err := f.callers.get(token)
 			if err != nil {
 				return fmt.Errorf("clients: %w", err)
 			}
 			return h(ctx, w, r, ps, c)
-		}()
-		if err != nil {
-			writeError(ctx, w, r, err)
-		}
+		})
 	}
-}
-
-func writeError(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
-	p := problem.FromError(err)
-	if p.Status >= 500 {
-		slog.ErrorContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
-	}
-	p.Instance = r.URL.Path
-	problem.Write(w, p)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

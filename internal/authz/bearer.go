@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
@@ -31,4 +34,25 @@ func BearerToken(r *http.Request) (string, error) {
 		}
 	}
 	return token, nil
+}
+
+// Serve runs serve for the caller of r, named by its bearer token, within timeout, and
+// answers a missing or malformed token, or the error serve returns, as a problem about
+// r's path. Server errors (5xx) are logged, since their answer hides the cause.
+func Serve(w http.ResponseWriter, r *http.Request, timeout time.Duration, serve func(ctx context.Context, token string) error) {
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	token, err := BearerToken(r)
+	if err == nil {
+		err = serve(ctx, token)
+	}
+	if err == nil {
+		return
+	}
+	p := problem.FromError(err)
+	if p.Status >= 500 {
+		slog.ErrorContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
+	}
+	p.Instance = r.URL.Path
+	problem.Write(w, p)
 }

@@ -56,9 +56,9 @@ func Load(opts Options) (*Clusters, error) {
 	configs := map[string]*rest.Config{}
 	def := opts.Default
 	if opts.Kubeconfig == "" {
-		cfg, err := rest.InClusterConfig()
+		cfg, err := RESTConfig("")
 		if err != nil {
-			return nil, fmt.Errorf("no kubeconfig given and not running in a cluster: %w", err)
+			return nil, err
 		}
 		configs[InCluster] = cfg
 		if def == "" {
@@ -94,6 +94,23 @@ func Load(opts Options) (*Clusters, error) {
 		return nil, fmt.Errorf("default cluster %q is not among %v", def, names)
 	}
 	return FromConfigs(configs, def, opts)
+}
+
+// RESTConfig is one API server's address and credentials: those of the kubeconfig's
+// current context, or the in-cluster ones when kubeconfig is empty.
+func RESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no kubeconfig given and not running in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
 }
 
 // FromConfigs builds clusters from rest configs by name; def names the default.

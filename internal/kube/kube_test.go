@@ -34,6 +34,22 @@ func writeKubeconfig(t *testing.T, content string) string {
 	return p
 }
 
+// expectError fails t unless err contains want, or is nil when want is empty; it reports
+// whether an error was wanted, so that the case ends there.
+func expectError(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+	return true
+}
+
 func TestLoad(t *testing.T) {
 	path := writeKubeconfig(t, twoContexts)
 	noCurrent := writeKubeconfig(t, strings.Replace(twoContexts, "current-context: prod-west", "", 1))
@@ -54,14 +70,8 @@ func TestLoad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cs, err := Load(tt.opts)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
-				}
+			if expectError(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := cs.Default().Name; got != tt.wantDefault {
 				t.Fatalf("default = %q, want %q", got, tt.wantDefault)
@@ -104,5 +114,32 @@ func TestLoadInClusterOutsideACluster(t *testing.T) {
 	_, err := Load(Options{})
 	if err == nil || !strings.Contains(err.Error(), "not running in a cluster") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRESTConfig(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	absent := filepath.Join(t.TempDir(), "absent")
+	tests := []struct {
+		name       string
+		kubeconfig string
+		wantServer string
+		wantErr    string
+	}{
+		{"current context", writeKubeconfig(t, twoContexts), "https://west.example:6443", ""},
+		{"missing file", absent, "", "kubeconfig " + absent},
+		{"in-cluster outside a cluster", "", "", "not running in a cluster"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := RESTConfig(tt.kubeconfig)
+			if expectError(t, err, tt.wantErr) {
+				return
+			}
+			if cfg.Host != tt.wantServer || cfg.BearerToken != "secret" {
+				t.Fatalf("host = %q, token = %q", cfg.Host, cfg.BearerToken)
+			}
+		})
 	}
 }

@@ -1,12 +1,13 @@
 package server
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 )
 
 // Config is the router's configuration. Every field comes from an environment variable
@@ -43,52 +44,20 @@ type Config struct {
 	LogLevel            string
 }
 
-// setting is one configuration entry: its variable, flag, default and help.
-type setting struct {
-	env, flag, def, help string
-	set                  func(c *Config, v string) error
-}
-
-func durationSetting(env, fl, def, help string, field func(*Config) *time.Duration) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return fmt.Errorf("not a duration such as 15s: %q", v)
-		}
-		*field(c) = d
-		return nil
-	}}
-}
-
-func intSetting(env, fl, def, help string, minimum int, field func(*Config) *int) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < minimum {
-			return fmt.Errorf("not a whole number of at least %d: %q", minimum, v)
-		}
-		*field(c) = n
-		return nil
-	}}
-}
-
-func stringSetting(env, fl, def, help string, field func(*Config) *string) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error { *field(c) = v; return nil }}
-}
-
-var settings = []setting{
-	stringSetting("DWP_LISTEN_ADDRESS", "listen-address", "127.0.0.1:8090", "address to serve HTTP on", func(c *Config) *string { return &c.ListenAddress }),
-	stringSetting("DWP_KUBECONFIG", "kubeconfig", "", "kubeconfig whose contexts are the clusters (empty: in-cluster credentials, cluster \"in-cluster\")", func(c *Config) *string { return &c.Kubeconfig }),
-	stringSetting("DWP_DEFAULT_CLUSTER", "default-cluster", "", "cluster of streams that name none (empty: the kubeconfig's current context)", func(c *Config) *string { return &c.DefaultCluster }),
-	{"DWP_KUBE_QPS", "kube-qps", "50", "requests per second to each API server", func(c *Config, v string) error {
+var settings = []envflag.Setting[Config]{
+	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "127.0.0.1:8090", "address to serve HTTP on", func(c *Config) *string { return &c.ListenAddress }),
+	envflag.String("DWP_KUBECONFIG", "kubeconfig", "", "kubeconfig whose contexts are the clusters (empty: in-cluster credentials, cluster \"in-cluster\")", func(c *Config) *string { return &c.Kubeconfig }),
+	envflag.String("DWP_DEFAULT_CLUSTER", "default-cluster", "", "cluster of streams that name none (empty: the kubeconfig's current context)", func(c *Config) *string { return &c.DefaultCluster }),
+	envflag.Func("DWP_KUBE_QPS", "kube-qps", "50", "requests per second to each API server", func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 32)
 		if err != nil || f <= 0 {
 			return fmt.Errorf("not a positive number: %q", v)
 		}
 		c.KubeQPS = f
 		return nil
-	}},
-	intSetting("DWP_KUBE_BURST", "kube-burst", "100", "request burst to each API server", 1, func(c *Config) *int { return &c.KubeBurst }),
-	{"DWP_CORS_ORIGINS", "cors-origins", "", "comma-separated portal origins allowed to open streams from a browser (e.g. https://portal.example)", func(c *Config, v string) error {
+	}),
+	envflag.Int("DWP_KUBE_BURST", "kube-burst", "100", "request burst to each API server", 1, func(c *Config) *int { return &c.KubeBurst }),
+	envflag.Func("DWP_CORS_ORIGINS", "cors-origins", "", "comma-separated portal origins allowed to open streams from a browser (e.g. https://portal.example)", func(c *Config, v string) error {
 		c.CORSOrigins = nil
 		for _, o := range strings.Split(v, ",") {
 			if o = strings.TrimSpace(o); o != "" {
@@ -99,34 +68,27 @@ var settings = []setting{
 			}
 		}
 		return nil
-	}},
-	stringSetting("DWP_TOKEN_COOKIE", "token-cookie", "dwp_token", "cookie carrying the bearer token for browsers' EventSource", func(c *Config) *string { return &c.TokenCookie }),
-	durationSetting("DWP_HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "idle time after which a heartbeat comment is sent", func(c *Config) *time.Duration { return &c.Heartbeat }),
-	durationSetting("DWP_RETRY", "retry", "3s", "reconnection delay advised to browsers (retry:)", func(c *Config) *time.Duration { return &c.Retry }),
-	durationSetting("DWP_LINGER", "linger", "30s", "how long an upstream (and a multiplexed session) outlives its last viewer", func(c *Config) *time.Duration { return &c.Linger }),
-	intSetting("DWP_QUEUE_SIZE", "queue-size", "256", "messages queued per client before it is dropped as slow", 1, func(c *Config) *int { return &c.QueueSize }),
-	durationSetting("DWP_WRITE_TIMEOUT", "write-timeout", "10s", "deadline of each write to a client", func(c *Config) *time.Duration { return &c.WriteTimeout }),
-	intSetting("DWP_WATCH_REPLAY", "watch-replay", "1000", "changes kept per watch for Last-Event-ID resume", 1, func(c *Config) *int { return &c.WatchReplay }),
-	intSetting("DWP_LOG_REPLAY", "log-replay", "1000", "lines kept per pod log (late joiners, resume)", 1, func(c *Config) *int { return &c.LogReplay }),
-	intSetting("DWP_WORKFLOW_LOG_REPLAY", "workflow-log-replay", "10000", "lines kept per workflow log", 1, func(c *Config) *int { return &c.WorkflowLogReplay }),
-	durationSetting("DWP_METRICS_INTERVAL", "metrics-interval", "15s", "PodMetrics poll interval per namespace", func(c *Config) *time.Duration { return &c.MetricsInterval }),
-	durationSetting("DWP_AUTH_CACHE_TTL", "auth-cache-ttl", "10s", "how long TokenReview and SubjectAccessReview answers are reused", func(c *Config) *time.Duration { return &c.AuthCacheTTL }),
-	stringSetting("DWP_APP_LABEL", "app-label", "app", "label naming the app of a pod or workflow", func(c *Config) *string { return &c.AppLabel }),
-	intSetting("DWP_MUX_MAX_SUBSCRIPTIONS", "mux-max-subscriptions", "32", "subscriptions per multiplexed stream", 1, func(c *Config) *int { return &c.MaxSubscriptions }),
-	stringSetting("DWP_ARGO_SERVER_URL", "argo-server-url", "", "argo-server base URL for archived workflow logs (empty: unavailable)", func(c *Config) *string { return &c.ArgoServerURL }),
-	stringSetting("DWP_ARGO_SERVER_CA_FILE", "argo-server-ca-file", "", "CA bundle for argo-server's TLS certificate", func(c *Config) *string { return &c.ArgoServerCAFile }),
-	{"DWP_ARGO_SERVER_INSECURE_SKIP_VERIFY", "argo-server-insecure-skip-verify", "false", "do not verify argo-server's TLS certificate", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("not true or false: %q", v)
-		}
-		c.ArgoServerInsecure = b
-		return nil
-	}},
-	stringSetting("DWP_REDIS_ADDR", "redis-addr", "127.0.0.1:6379", "Redis holding app summaries (empty: no apps stream)", func(c *Config) *string { return &c.RedisAddr }),
-	intSetting("DWP_REDIS_DB", "redis-db", "0", "Redis database of the summaries", 0, func(c *Config) *int { return &c.RedisDB }),
-	stringSetting("DWP_REDIS_PREFIX", "redis-prefix", "dwp:", "key prefix of the summaries in Redis (as the task function's)", func(c *Config) *string { return &c.RedisPrefix }),
-	{"DWP_SUMMARY_CLUSTER_NAMES", "summary-cluster-names", "", "comma-separated <cluster>=<watcher cluster name> where a kubeconfig context is not named as its watcher's DWP_CLUSTER_NAME", func(c *Config, v string) error {
+	}),
+	envflag.String("DWP_TOKEN_COOKIE", "token-cookie", "dwp_token", "cookie carrying the bearer token for browsers' EventSource", func(c *Config) *string { return &c.TokenCookie }),
+	envflag.Duration("DWP_HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "idle time after which a heartbeat comment is sent", func(c *Config) *time.Duration { return &c.Heartbeat }),
+	envflag.Duration("DWP_RETRY", "retry", "3s", "reconnection delay advised to browsers (retry:)", func(c *Config) *time.Duration { return &c.Retry }),
+	envflag.Duration("DWP_LINGER", "linger", "30s", "how long an upstream (and a multiplexed session) outlives its last viewer", func(c *Config) *time.Duration { return &c.Linger }),
+	envflag.Int("DWP_QUEUE_SIZE", "queue-size", "256", "messages queued per client before it is dropped as slow", 1, func(c *Config) *int { return &c.QueueSize }),
+	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "10s", "deadline of each write to a client", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	envflag.Int("DWP_WATCH_REPLAY", "watch-replay", "1000", "changes kept per watch for Last-Event-ID resume", 1, func(c *Config) *int { return &c.WatchReplay }),
+	envflag.Int("DWP_LOG_REPLAY", "log-replay", "1000", "lines kept per pod log (late joiners, resume)", 1, func(c *Config) *int { return &c.LogReplay }),
+	envflag.Int("DWP_WORKFLOW_LOG_REPLAY", "workflow-log-replay", "10000", "lines kept per workflow log", 1, func(c *Config) *int { return &c.WorkflowLogReplay }),
+	envflag.Duration("DWP_METRICS_INTERVAL", "metrics-interval", "15s", "PodMetrics poll interval per namespace", func(c *Config) *time.Duration { return &c.MetricsInterval }),
+	envflag.Duration("DWP_AUTH_CACHE_TTL", "auth-cache-ttl", "10s", "how long TokenReview and SubjectAccessReview answers are reused", func(c *Config) *time.Duration { return &c.AuthCacheTTL }),
+	envflag.String("DWP_APP_LABEL", "app-label", "app", "label naming the app of a pod or workflow", func(c *Config) *string { return &c.AppLabel }),
+	envflag.Int("DWP_MUX_MAX_SUBSCRIPTIONS", "mux-max-subscriptions", "32", "subscriptions per multiplexed stream", 1, func(c *Config) *int { return &c.MaxSubscriptions }),
+	envflag.String("DWP_ARGO_SERVER_URL", "argo-server-url", "", "argo-server base URL for archived workflow logs (empty: unavailable)", func(c *Config) *string { return &c.ArgoServerURL }),
+	envflag.String("DWP_ARGO_SERVER_CA_FILE", "argo-server-ca-file", "", "CA bundle for argo-server's TLS certificate", func(c *Config) *string { return &c.ArgoServerCAFile }),
+	envflag.Bool("DWP_ARGO_SERVER_INSECURE_SKIP_VERIFY", "argo-server-insecure-skip-verify", "false", "do not verify argo-server's TLS certificate", func(c *Config) *bool { return &c.ArgoServerInsecure }),
+	envflag.String("DWP_REDIS_ADDR", "redis-addr", "127.0.0.1:6379", "Redis holding app summaries (empty: no apps stream)", func(c *Config) *string { return &c.RedisAddr }),
+	envflag.Int("DWP_REDIS_DB", "redis-db", "0", "Redis database of the summaries", 0, func(c *Config) *int { return &c.RedisDB }),
+	envflag.String("DWP_REDIS_PREFIX", "redis-prefix", "dwp:", "key prefix of the summaries in Redis (as the task function's)", func(c *Config) *string { return &c.RedisPrefix }),
+	envflag.Func("DWP_SUMMARY_CLUSTER_NAMES", "summary-cluster-names", "", "comma-separated <cluster>=<watcher cluster name> where a kubeconfig context is not named as its watcher's DWP_CLUSTER_NAME", func(c *Config, v string) error {
 		c.SummaryClusterNames = map[string]string{}
 		for _, pair := range strings.Split(v, ",") {
 			if pair = strings.TrimSpace(pair); pair == "" {
@@ -139,51 +101,15 @@ var settings = []setting{
 			c.SummaryClusterNames[strings.TrimSpace(k)] = strings.TrimSpace(val)
 		}
 		return nil
-	}},
-	durationSetting("DWP_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown waits for streams to close", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	{"DWP_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
-		switch strings.ToLower(v) {
-		case "debug", "info", "warn", "error":
-			c.LogLevel = strings.ToLower(v)
-			return nil
-		}
-		return fmt.Errorf("not debug, info, warn or error: %q", v)
-	}},
+	}),
+	envflag.Duration("DWP_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown waits for streams to close", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	envflag.LogLevel("DWP_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 }
 
 // LoadConfig reads the configuration from the environment (getenv) and then args (flags).
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
-	var c Config
-	for _, s := range settings {
-		v, from := s.def, "default"
-		if e := getenv(s.env); e != "" {
-			v, from = e, s.env
-		}
-		if err := s.set(&c, v); err != nil {
-			return Config{}, fmt.Errorf("%s (%s): %w", s.env, from, err)
-		}
-	}
-	fs := flag.NewFlagSet("sse-router", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	for _, s := range settings {
-		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def), func(v string) error {
-			return s.set(&c, v)
-		})
-	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return c, nil
+	return envflag.Load("sse-router", settings, args, getenv, usage)
 }
 
 // Variables lists the environment variables with their defaults (for documentation).
-func Variables() [][3]string {
-	out := make([][3]string, 0, len(settings))
-	for _, s := range settings {
-		out = append(out, [3]string{s.env, s.def, s.help})
-	}
-	return out
-}
+func Variables() [][3]string { return envflag.Variables(settings) }

@@ -6,14 +6,11 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +22,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/stream"
 )
@@ -367,20 +365,10 @@ type archiveProxy struct {
 }
 
 func newArchiveProxy(base, caFile string, insecure bool) (*archiveProxy, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = 30 * time.Second
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // opt-in for self-signed argo-server certificates
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("argo-server CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("argo-server CA %s: no certificates", caFile)
-		}
-		tlsCfg.RootCAs = pool
+	tr, err := tlstransport.New(caFile, insecure)
+	if err != nil {
+		return nil, fmt.Errorf("argo-server: %w", err)
 	}
-	tr.TLSClientConfig = tlsCfg
+	tr.ResponseHeaderTimeout = 30 * time.Second
 	return &archiveProxy{base: strings.TrimSuffix(base, "/"), client: &http.Client{Transport: tr}}, nil
 }

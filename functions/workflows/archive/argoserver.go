@@ -2,8 +2,6 @@ package archive
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
 )
 
 // ArgoServer reads the archive through argo-server's REST API (ArchivedWorkflowService:
@@ -41,17 +39,9 @@ func NewArgoServer(baseURL, caFile string) (*ArgoServer, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("argo-server URL %q: want an http(s) URL", baseURL)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("argo-server CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("argo-server CA %s: no certificate in it", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr, err := tlstransport.New(caFile, false)
+	if err != nil {
+		return nil, fmt.Errorf("argo-server: %w", err)
 	}
 	return NewArgoServerWithClient(u, &http.Client{Transport: tr, Timeout: 30 * time.Second}), nil
 }

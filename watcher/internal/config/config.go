@@ -6,17 +6,16 @@ package config
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 	"github.com/dwp-sre/dwp-sre/internal/events"
 )
 
@@ -60,49 +59,18 @@ type Config struct {
 	LogLevel        string
 }
 
-type setting struct {
-	env, flag, def, help string
-	set                  func(c *Config, v string) error
-}
-
-func duration(env, fl, def, help string, field func(*Config) *time.Duration) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("not a positive duration such as 15s: %q", v)
-		}
-		*field(c) = d
-		return nil
-	}}
-}
-
-func integer(env, fl, def, help string, minimum int, field func(*Config) *int) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < minimum {
-			return fmt.Errorf("not a whole number of at least %d: %q", minimum, v)
-		}
-		*field(c) = n
-		return nil
-	}}
-}
-
-func str(env, fl, def, help string, field func(*Config) *string) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error { *field(c) = v; return nil }}
-}
-
-func labelKey(env, fl, def, help string, field func(*Config) *string) setting {
-	return setting{env, fl, def, help, func(c *Config, v string) error {
+func labelKey(env, fl, def, help string, field func(*Config) *string) envflag.Setting[Config] {
+	return envflag.Func(env, fl, def, help, func(c *Config, v string) error {
 		if msgs := validation.IsQualifiedName(v); len(msgs) > 0 {
 			return fmt.Errorf("not a label key: %s", strings.Join(msgs, "; "))
 		}
 		*field(c) = v
 		return nil
-	}}
+	})
 }
 
-var settings = []setting{
-	{"K_SINK", "sink", "", "URL events are sent to (required; set by a Knative SinkBinding)", func(c *Config, v string) error {
+var settings = []envflag.Setting[Config]{
+	envflag.Func("K_SINK", "sink", "", "URL events are sent to (required; set by a Knative SinkBinding)", func(c *Config, v string) error {
 		if v == "" {
 			c.Sink = ""
 			return nil
@@ -113,8 +81,8 @@ var settings = []setting{
 		}
 		c.Sink = v
 		return nil
-	}},
-	{"K_CE_OVERRIDES", "ce-overrides", "", `extension attributes set on every event, as Knative writes them: {"extensions":{"name":"value"}}`, func(c *Config, v string) error {
+	}),
+	envflag.Func("K_CE_OVERRIDES", "ce-overrides", "", `extension attributes set on every event, as Knative writes them: {"extensions":{"name":"value"}}`, func(c *Config, v string) error {
 		c.Overrides = nil
 		if v == "" {
 			return nil
@@ -132,18 +100,18 @@ var settings = []setting{
 		}
 		c.Overrides = o.Extensions
 		return nil
-	}},
-	str("DWP_KUBECONFIG", "kubeconfig", "", "kubeconfig of the cluster to watch (empty: in-cluster credentials)", func(c *Config) *string { return &c.Kubeconfig }),
-	{"DWP_CLUSTER_NAME", "cluster-name", "default", "name of the watched cluster in the events' source; the function's DWP_CLUSTER_NAME must match", func(c *Config, v string) error {
+	}),
+	envflag.String("DWP_KUBECONFIG", "kubeconfig", "", "kubeconfig of the cluster to watch (empty: in-cluster credentials)", func(c *Config) *string { return &c.Kubeconfig }),
+	envflag.Func("DWP_CLUSTER_NAME", "cluster-name", "default", "name of the watched cluster in the events' source; the function's DWP_CLUSTER_NAME must match", func(c *Config, v string) error {
 		if err := events.ValidateClusterName(v); err != nil {
 			return err
 		}
 		c.Cluster = v
 		return nil
-	}},
+	}),
 	labelKey("DWP_APP_LABEL", "app-label", "app", "label naming the app of a pod or workflow", func(c *Config) *string { return &c.AppLabel }),
 	labelKey("DWP_TASK_LABEL", "task-label", "dwp.io/task", "label naming the kind of task of a workflow", func(c *Config) *string { return &c.TaskLabel }),
-	{"DWP_NAMESPACES", "namespaces", "", "comma-separated namespaces to watch (empty: all)", func(c *Config, v string) error {
+	envflag.Func("DWP_NAMESPACES", "namespaces", "", "comma-separated namespaces to watch (empty: all)", func(c *Config, v string) error {
 		c.Namespaces = nil
 		seen := map[string]bool{}
 		for _, ns := range strings.Split(v, ",") {
@@ -158,19 +126,12 @@ var settings = []setting{
 		}
 		sort.Strings(c.Namespaces)
 		return nil
-	}},
-	duration("DWP_RESYNC_INTERVAL", "resync-interval", "5m", "interval of full-state rounds (every app's state re-sent)", func(c *Config) *time.Duration { return &c.Resync }),
-	integer("DWP_LIST_PAGE_SIZE", "list-page-size", "500", "objects per list request of a full-state round", 1, func(c *Config) *int { return &c.ListPageSize }),
-	str("DWP_LISTEN_ADDRESS", "listen-address", "[::]:8080", "address serving /healthz, /readyz and /metrics", func(c *Config) *string { return &c.ListenAddress }),
-	{"DWP_LEADER_ELECT", "leader-elect", "true", "take a Lease so that one replica emits at a time", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("not true or false: %q", v)
-		}
-		c.LeaderElect = b
-		return nil
-	}},
-	{"DWP_LEASE_NAMESPACE", "lease-namespace", "", "namespace of the Lease (empty: POD_NAMESPACE, else default)", func(c *Config, v string) error {
+	}),
+	envflag.PositiveDuration("DWP_RESYNC_INTERVAL", "resync-interval", "5m", "interval of full-state rounds (every app's state re-sent)", func(c *Config) *time.Duration { return &c.Resync }),
+	envflag.Int("DWP_LIST_PAGE_SIZE", "list-page-size", "500", "objects per list request of a full-state round", 1, func(c *Config) *int { return &c.ListPageSize }),
+	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "[::]:8080", "address serving /healthz, /readyz and /metrics", func(c *Config) *string { return &c.ListenAddress }),
+	envflag.Bool("DWP_LEADER_ELECT", "leader-elect", "true", "take a Lease so that one replica emits at a time", func(c *Config) *bool { return &c.LeaderElect }),
+	envflag.Func("DWP_LEASE_NAMESPACE", "lease-namespace", "", "namespace of the Lease (empty: POD_NAMESPACE, else default)", func(c *Config, v string) error {
 		if v != "" {
 			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
 				return fmt.Errorf("%s", strings.Join(msgs, "; "))
@@ -178,29 +139,22 @@ var settings = []setting{
 		}
 		c.LeaseNamespace = v
 		return nil
-	}},
-	{"DWP_LEASE_NAME", "lease-name", "dwp-watcher", "name of the Lease", func(c *Config, v string) error {
+	}),
+	envflag.Func("DWP_LEASE_NAME", "lease-name", "dwp-watcher", "name of the Lease", func(c *Config, v string) error {
 		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
 			return fmt.Errorf("%s", strings.Join(msgs, "; "))
 		}
 		c.LeaseName = v
 		return nil
-	}},
-	duration("DWP_LEASE_DURATION", "lease-duration", "15s", "how long a leader's Lease holds without renewal", func(c *Config) *time.Duration { return &c.LeaseDuration }),
-	duration("DWP_LEASE_RENEW_DEADLINE", "lease-renew-deadline", "10s", "how long the leader tries to renew before giving up", func(c *Config) *time.Duration { return &c.LeaseRenewDeadline }),
-	duration("DWP_LEASE_RETRY_PERIOD", "lease-retry-period", "2s", "interval of Lease acquisition and renewal attempts", func(c *Config) *time.Duration { return &c.LeaseRetryPeriod }),
-	integer("DWP_SEND_WORKERS", "send-workers", "4", "events sent concurrently", 1, func(c *Config) *int { return &c.SendWorkers }),
-	duration("DWP_SEND_TIMEOUT", "send-timeout", "10s", "time limit of one delivery", func(c *Config) *time.Duration { return &c.SendTimeout }),
-	duration("DWP_RETRY_MAX_DELAY", "retry-max-delay", "30s", "longest wait between deliveries of an event that failed", func(c *Config) *time.Duration { return &c.RetryMaxDelay }),
-	duration("DWP_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long pending events are still sent on shutdown", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	{"DWP_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config, v string) error {
-		switch strings.ToLower(v) {
-		case "debug", "info", "warn", "error":
-			c.LogLevel = strings.ToLower(v)
-			return nil
-		}
-		return fmt.Errorf("not debug, info, warn or error: %q", v)
-	}},
+	}),
+	envflag.PositiveDuration("DWP_LEASE_DURATION", "lease-duration", "15s", "how long a leader's Lease holds without renewal", func(c *Config) *time.Duration { return &c.LeaseDuration }),
+	envflag.PositiveDuration("DWP_LEASE_RENEW_DEADLINE", "lease-renew-deadline", "10s", "how long the leader tries to renew before giving up", func(c *Config) *time.Duration { return &c.LeaseRenewDeadline }),
+	envflag.PositiveDuration("DWP_LEASE_RETRY_PERIOD", "lease-retry-period", "2s", "interval of Lease acquisition and renewal attempts", func(c *Config) *time.Duration { return &c.LeaseRetryPeriod }),
+	envflag.Int("DWP_SEND_WORKERS", "send-workers", "4", "events sent concurrently", 1, func(c *Config) *int { return &c.SendWorkers }),
+	envflag.PositiveDuration("DWP_SEND_TIMEOUT", "send-timeout", "10s", "time limit of one delivery", func(c *Config) *time.Duration { return &c.SendTimeout }),
+	envflag.PositiveDuration("DWP_RETRY_MAX_DELAY", "retry-max-delay", "30s", "longest wait between deliveries of an event that failed", func(c *Config) *time.Duration { return &c.RetryMaxDelay }),
+	envflag.PositiveDuration("DWP_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long pending events are still sent on shutdown", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	envflag.LogLevel("DWP_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 }
 
 func extensionName(s string) bool {
@@ -218,32 +172,9 @@ func extensionName(s string) bool {
 // Load reads the configuration from the environment (getenv) and then args (flags). It
 // fails, naming the variable, on any invalid value and when K_SINK is not set.
 func Load(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
-	var c Config
-	var errs []error
-	for _, s := range settings {
-		v, from := s.def, "default"
-		if e := getenv(s.env); e != "" {
-			v, from = e, s.env
-		}
-		if err := s.set(&c, v); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", s.env, from, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	c, err := envflag.Load("watcher", settings, args, getenv, usage)
+	if err != nil {
 		return Config{}, err
-	}
-	fs := flag.NewFlagSet("watcher", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	for _, s := range settings {
-		fs.Func(s.flag, fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def), func(v string) error {
-			return s.set(&c, v)
-		})
-	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if c.Sink == "" {
 		return Config{}, errors.New("K_SINK is not set: give the URL events are sent to (a Broker's ingress, or the function's /events), or --sink")
@@ -267,10 +198,4 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 }
 
 // Variables lists the environment variables with their defaults and meaning.
-func Variables() [][3]string {
-	out := make([][3]string, 0, len(settings))
-	for _, s := range settings {
-		out = append(out, [3]string{s.env, s.def, s.help})
-	}
-	return out
-}
+func Variables() [][3]string { return envflag.Variables(settings) }

@@ -51,7 +51,6 @@ func TestLoadErrors(t *testing.T) {
 		{map[string]string{"K_SINK": "http://x", "DWP_CLUSTER_NAME": "a/b"}, nil, "DWP_CLUSTER_NAME"},
 		{map[string]string{"K_SINK": "http://x", "K_CE_OVERRIDES": `{"extensions":{"Bad-Name":"x"}}`}, nil, "K_CE_OVERRIDES"},
 		{map[string]string{"K_SINK": "http://x", "DWP_LEASE_DURATION": "5s"}, nil, "shorter than DWP_LEASE_DURATION"},
-		{map[string]string{"K_SINK": "http://x"}, []string{"extra"}, "unexpected arguments"},
 		{map[string]string{"K_SINK": "http://x", "DWP_TASK_LABEL": "app"}, nil, "must differ"},
 	} {
 		_, err := Load(tc.args, env(tc.env), io.Discard)

@@ -28,11 +28,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/config"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/sink"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/watch"
@@ -40,12 +39,12 @@ import (
 
 // Run runs the watcher until ctx ends.
 func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	rc, err := restConfig(cfg.Kubeconfig)
+	rc, err := kube.RESTConfig(cfg.Kubeconfig)
 	if err != nil {
-		return err
+		return fmt.Errorf("DWP_KUBECONFIG: %w", err)
 	}
 	rc.UserAgent = "dwp-watcher"
-	kube, err := kubernetes.NewForConfig(rc)
+	kubeClient, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -57,23 +56,8 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cloudevents client for %s: %w", cfg.Sink, err)
 	}
-	s := &Service{cfg: cfg, log: log, kube: kube, argo: argo, sender: overrides{client, cfg.Overrides}, reg: prometheus.NewRegistry()}
+	s := &Service{cfg: cfg, log: log, kube: kubeClient, argo: argo, sender: overrides{client, cfg.Overrides}, reg: prometheus.NewRegistry()}
 	return s.Run(ctx)
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig == "" {
-		c, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config (set DWP_KUBECONFIG outside a cluster): %w", err)
-		}
-		return c, nil
-	}
-	c, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("DWP_KUBECONFIG=%s: %w", kubeconfig, err)
-	}
-	return c, nil
 }
 
 // overrides sets K_CE_OVERRIDES' extensions on every event.
