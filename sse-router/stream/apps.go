@@ -41,19 +41,12 @@ type appsTopic struct {
 	backoff     [2]time.Duration
 	epoch       string
 
-	mu      sync.Mutex
-	fan     hub.Fanout
-	synced  bool
-	apps    map[string]json.RawMessage
-	seq     uint64
-	ring    *ring[appsEntry]
-	base    uint64
-	failure *hub.Message
-}
-
-type appsEntry struct {
-	seq uint64
-	msg *hub.Message
+	audience
+	synced bool
+	apps   map[string]json.RawMessage
+	seq    uint64
+	ring   *ring[change] // positions are seqs
+	base   uint64
 }
 
 type appPayload struct {
@@ -66,7 +59,7 @@ func newAppsTopic(src AppsSource, cluster, ns string, m *hub.Metrics, log *slog.
 	return &appsTopic{
 		src: src, cluster: cluster, ns: ns, metrics: m, log: log, backoff: backoff,
 		epoch: strconv.FormatInt(time.Now().UnixNano(), 36),
-		apps:  map[string]json.RawMessage{}, ring: newRing[appsEntry](1000),
+		apps:  map[string]json.RawMessage{}, ring: newRing[change](1000),
 	}
 }
 
@@ -179,8 +172,8 @@ func (t *appsTopic) apply(c AppChange) {
 	}
 	t.seq++
 	msg := hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), mustJSON(appPayload{Type: typ, App: c.App, Summary: c.Summary})))
-	if old, ok := t.ring.push(appsEntry{seq: t.seq, msg: msg}); ok {
-		t.base = old.seq
+	if old, ok := t.ring.push(change{pos: t.seq, msg: msg}); ok {
+		t.base = old.pos
 	}
 	t.fan.Broadcast(msg)
 }
@@ -189,8 +182,7 @@ func (t *appsTopic) fail(err error) {
 	t.log.Warn("app summaries upstream failed", "namespace", t.ns, "err", err)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.failure = hub.NewMessage(false, errorEvent(t.id(t.seq), err, true))
-	t.fan.Broadcast(t.failure)
+	t.failLocked(hub.NewMessage(false, errorEvent(t.id(t.seq), err, true)))
 }
 
 // Subscribe implements Topic.
@@ -202,30 +194,11 @@ func (t *appsTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) er
 		epoch, seqStr, _ := strings.Cut(j.Resume.ID, ".")
 		seq, err := strconv.ParseUint(seqStr, 10, 64)
 		if j.Resume.Set && epoch == t.epoch && err == nil && seq >= t.base && seq <= t.seq {
-			var events []hub.Event
-			for i := t.ring.search(func(e appsEntry) bool { return e.seq > seq }); i < t.ring.len(); i++ {
-				events = append(events, t.ring.at(i).msg.Events...)
-			}
-			if len(events) > 0 {
-				msg = hub.NewMessage(false, events...)
-			}
+			msg = changesAfter(t.ring, seq)
 		} else {
 			msg = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.id(t.seq), t.encodeListLocked(EventSnapshot)))
 		}
 	}
-	if msg != nil && !s.Deliver(msg) {
-		return nil
-	}
-	if t.failure != nil && !s.Deliver(t.failure) {
-		return nil
-	}
-	t.fan.Add(s)
+	t.joinLocked(s, msg)
 	return nil
-}
-
-// Unsubscribe implements Topic.
-func (t *appsTopic) Unsubscribe(s *hub.Subscription) {
-	t.mu.Lock()
-	t.fan.Remove(s)
-	t.mu.Unlock()
 }

@@ -101,11 +101,9 @@ type metricsTopic struct {
 	acquire  func() (*metricsPoller, func())
 	selector labels.Selector
 
-	mu      sync.Mutex
-	fan     hub.Fanout
+	audience
 	latest  *hub.Message
 	content []byte // the latest payload without its time, to skip repeats
-	failure *hub.Message
 }
 
 func newMetricsTopic(selector labels.Selector, acquire func() (*metricsPoller, func())) *metricsTopic {
@@ -162,8 +160,7 @@ func (t *metricsTopic) update(list *metricsv1beta1.PodMetricsList, at time.Time,
 		if t.latest != nil {
 			id = t.latest.LastID()
 		}
-		t.failure = hub.NewMessage(false, errorEvent(id, err, true))
-		t.fan.Broadcast(t.failure)
+		t.failLocked(hub.NewMessage(false, errorEvent(id, err, true)))
 		t.mu.Unlock()
 		return
 	}
@@ -205,19 +202,10 @@ func (t *metricsTopic) update(list *metricsv1beta1.PodMetricsList, at time.Time,
 func (t *metricsTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.latest != nil && !(j.Resume.Set && j.Resume.ID == t.latest.LastID()) && !s.Deliver(t.latest) {
-		return nil
+	var msg *hub.Message
+	if t.latest != nil && !(j.Resume.Set && j.Resume.ID == t.latest.LastID()) {
+		msg = t.latest
 	}
-	if t.failure != nil && !s.Deliver(t.failure) {
-		return nil
-	}
-	t.fan.Add(s)
+	t.joinLocked(s, msg)
 	return nil
-}
-
-// Unsubscribe implements Topic.
-func (t *metricsTopic) Unsubscribe(s *hub.Subscription) {
-	t.mu.Lock()
-	t.fan.Remove(s)
-	t.mu.Unlock()
 }

@@ -30,29 +30,16 @@ type podLogTopic struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	mu   sync.Mutex
-	fan  hub.Fanout
-	ring *ring[logEntry]
+	audience
+	logRing
 	// complete: the ring holds the log from its very first line.
 	complete bool
-	// evicted is the position of the newest line pushed out of the ring.
-	evicted    logPos
-	hasEvicted bool
-	last       logPos
-	hasLast    bool
-	end        *hub.Message // the log ended; late subscribers get this after the lines
-	failure    *hub.Message
-}
-
-type logEntry struct {
-	pos logPos
-	ev  hub.Event
 }
 
 func newPodLogTopic(cs kubernetes.Interface, ns, pod, container string, replay int, m *hub.Metrics, log *slog.Logger, backoff [2]time.Duration) *podLogTopic {
 	return &podLogTopic{
 		cs: cs, ns: ns, pod: pod, container: container, metrics: m, log: log, backoff: backoff,
-		ready: make(chan struct{}), ring: newRing[logEntry](replay),
+		ready: make(chan struct{}), logRing: newLogRing(replay),
 	}
 }
 
@@ -196,10 +183,7 @@ func (t *podLogTopic) follow(ctx context.Context) {
 func (t *podLogTopic) lastID() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.hasLast {
-		return ""
-	}
-	return t.last.String()
+	return t.newestID()
 }
 
 func encodeLogLine(l logLine, pod, node, container string) hub.Event {
@@ -220,28 +204,11 @@ func (t *podLogTopic) publish(lines []logLine) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, l := range lines {
-		if old, ok := t.ring.push(logEntry{pos: l.pos, ev: events[i]}); ok {
-			t.evicted, t.hasEvicted, t.complete = old.pos, true, false
+		if t.push(l.pos, events[i]) {
+			t.complete = false
 		}
 	}
-	t.last, t.hasLast = lines[len(lines)-1].pos, true
 	t.fan.Broadcast(msg)
-}
-
-// finish ends the topic: every subscriber, present and future, gets ev (when set) and
-// the end.
-func (t *podLogTopic) finish(ev hub.Event, reason string) {
-	events := []hub.Event{}
-	if ev.Name != "" {
-		events = append(events, ev)
-	}
-	events = append(events, endEvent(reason))
-	msg := hub.NewMessage(true, events...)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.end = msg
-	t.fan.Broadcast(msg)
-	t.fan = hub.Fanout{}
 }
 
 func (t *podLogTopic) fail(err error) {
@@ -253,8 +220,7 @@ func (t *podLogTopic) fail(err error) {
 	if t.failure != nil && string(t.failure.Wire) == string(msg.Wire) {
 		return
 	}
-	t.failure = msg
-	t.fan.Broadcast(msg)
+	t.failLocked(msg)
 }
 
 func (t *podLogTopic) clearFailure() {
@@ -281,31 +247,8 @@ func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join
 		t.mu.Lock()
 	}
 	defer t.mu.Unlock()
-	if t.end != nil {
-		events = append(events, t.end.Events...)
-		s.Deliver(hub.NewMessage(true, events...))
-		return nil
-	}
-	if t.failure != nil {
-		events = append(events, t.failure.Events...)
-	}
-	if !j.Spec.Follow {
-		events = append(events, endEvent("done"))
-		s.Deliver(hub.NewMessage(true, events...))
-		return nil
-	}
-	if len(events) > 0 && !s.Deliver(hub.NewMessage(false, events...)) {
-		return nil
-	}
-	t.fan.Add(s)
+	t.joinLinesLocked(s, events, j.Spec.Follow)
 	return nil
-}
-
-// Unsubscribe implements Topic.
-func (t *podLogTopic) Unsubscribe(s *hub.Subscription) {
-	t.mu.Lock()
-	t.fan.Remove(s)
-	t.mu.Unlock()
 }
 
 // wanted says which lines a subscriber asks for: those after a position, or the last n.
@@ -332,24 +275,16 @@ func linesWanted(j Join) wanted {
 // holds all of them.
 func (t *podLogTopic) selectLocked(w wanted) ([]hub.Event, bool) {
 	n := t.ring.len()
-	start := 0
-	covered := true
 	switch {
 	case w.hasAfter:
-		start = t.ring.search(func(e logEntry) bool { return w.after.less(e.pos) })
-		covered = t.complete || !t.hasEvicted || !w.after.less(t.evicted)
+		events, lost := t.linesAfter(w.after)
+		return events, t.complete || !lost
+	case w.tail >= 0 && int64(n) > w.tail:
+		return t.linesFrom(n - int(w.tail)), true
 	case w.tail >= 0:
-		if int64(n) > w.tail {
-			start = n - int(w.tail)
-		} else {
-			covered = t.complete || int64(n) == w.tail
-		}
+		return t.linesFrom(0), t.complete || int64(n) == w.tail
 	}
-	events := make([]hub.Event, 0, n-start)
-	for i := start; i < n; i++ {
-		events = append(events, t.ring.at(i).ev)
-	}
-	return events, covered
+	return t.linesFrom(0), true
 }
 
 // catchUp reads, besides the ring, the older lines a subscriber wants, and returns all
@@ -381,25 +316,19 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 		}
 		events = append(events, encodeLogLine(l, "", "", ""))
 	}
-	for i := 0; i < t.ring.len(); i++ {
-		e := t.ring.at(i)
-		if !w.hasAfter || w.after.less(e.pos) {
-			events = append(events, e.ev)
-		}
+	var kept []hub.Event
+	if w.hasAfter {
+		kept, _ = t.linesAfter(w.after)
+	} else {
+		kept = t.linesFrom(0)
 	}
+	events = append(events, kept...)
 	if !w.hasAfter && w.tail >= 0 && int64(len(events)) > w.tail {
 		events = events[int64(len(events))-w.tail:]
 	}
 	if err != nil {
 		t.metrics.Error(string(KindPodLog))
-		events = append([]hub.Event{errorEvent(t.lastIDLocked(), fmt.Errorf("earlier lines could not be read: %w", err), true)}, events...)
+		events = append([]hub.Event{errorEvent(t.newestID(), fmt.Errorf("earlier lines could not be read: %w", err), true)}, events...)
 	}
 	return events
-}
-
-func (t *podLogTopic) lastIDLocked() string {
-	if !t.hasLast {
-		return ""
-	}
-	return t.last.String()
 }

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -24,28 +23,21 @@ type watchTopic struct {
 	loop    *listWatch
 	prepare func(runtime.Object)
 
-	mu        sync.Mutex
-	fan       hub.Fanout
+	audience
 	synced    bool
 	items     map[string]runtime.Object
 	rv        string
 	rvNum     uint64
 	rvNumeric bool
-	ring      *ring[watchEntry]
+	ring      *ring[change] // positions are resourceVersions
 	// base is the resourceVersion the ring starts after: the ring holds every change in
 	// (base, rvNum].
 	base     uint64
 	snapshot *hub.Message // the encoded current state, until it changes
-	failure  *hub.Message // the upstream failure in progress, if any
-}
-
-type watchEntry struct {
-	rv  uint64
-	msg *hub.Message
 }
 
 func newWatchTopic(loop *listWatch, prepare func(runtime.Object), replay int) *watchTopic {
-	return &watchTopic{loop: loop, prepare: prepare, ring: newRing[watchEntry](replay), items: map[string]runtime.Object{}}
+	return &watchTopic{loop: loop, prepare: prepare, ring: newRing[change](replay), items: map[string]runtime.Object{}}
 }
 
 // Run follows the upstream until ctx ends.
@@ -57,43 +49,18 @@ func (t *watchTopic) Run(ctx context.Context) {
 func (t *watchTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.synced {
-		// The first list is on its way: its snapshot goes to everyone waiting.
-		if t.failure != nil && !s.Deliver(t.failure) {
-			return nil
-		}
-		t.fan.Add(s)
-		return nil
-	}
 	r := j.Resume
 	var msg *hub.Message
-	if r.hasRV && t.rvNumeric && r.rv >= t.base && r.rv <= t.rvNum {
-		i := t.ring.search(func(e watchEntry) bool { return e.rv > r.rv })
-		var events []hub.Event
-		for ; i < t.ring.len(); i++ {
-			events = append(events, t.ring.at(i).msg.Events...)
-		}
-		if len(events) > 0 {
-			msg = hub.NewMessage(false, events...)
-		}
-	} else {
+	switch {
+	case !t.synced:
+		// The first list is on its way: its snapshot goes to everyone waiting.
+	case r.hasRV && t.rvNumeric && r.rv >= t.base && r.rv <= t.rvNum:
+		msg = changesAfter(t.ring, r.rv)
+	default:
 		msg = t.snapshotLocked()
 	}
-	if msg != nil && !s.Deliver(msg) {
-		return nil
-	}
-	if t.failure != nil && !s.Deliver(t.failure) {
-		return nil
-	}
-	t.fan.Add(s)
+	t.joinLocked(s, msg)
 	return nil
-}
-
-// Unsubscribe implements Topic.
-func (t *watchTopic) Unsubscribe(s *hub.Subscription) {
-	t.mu.Lock()
-	t.fan.Remove(s)
-	t.mu.Unlock()
 }
 
 func (t *watchTopic) snapshotLocked() *hub.Message {
@@ -172,8 +139,8 @@ func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
 	}
 	t.setRVLocked(rv)
 	if t.rvNumeric {
-		if old, evicted := t.ring.push(watchEntry{rv: t.rvNum, msg: msg}); evicted {
-			t.base = old.rv
+		if old, evicted := t.ring.push(change{pos: t.rvNum, msg: msg}); evicted {
+			t.base = old.pos
 		}
 	} else {
 		// Positions that are not numbers cannot be compared: nobody can resume from
@@ -202,8 +169,7 @@ func (t *watchTopic) failing(err error) {
 		t.failure = nil
 		return
 	}
-	t.failure = hub.NewMessage(false, errorEvent(t.rv, err, true))
-	t.fan.Broadcast(t.failure)
+	t.failLocked(hub.NewMessage(false, errorEvent(t.rv, err, true)))
 }
 
 // objects returns the cached objects sorted by namespace/name.

@@ -78,6 +78,19 @@ func testLoop(f *fakeUpstream) *listWatch {
 		minBackoff: time.Millisecond, maxBackoff: 5 * time.Millisecond}
 }
 
+// runWatchTopic runs a watch topic of f that keeps replay changes, with one subscriber
+// that joined before the first list; both stop with the test.
+func runWatchTopic(t *testing.T, f *fakeUpstream, replay int) (*watchTopic, *hub.Client) {
+	t.Helper()
+	topic := newWatchTopic(testLoop(f), stripMeta, replay)
+	c := hub.NewClient(100, nil)
+	if err := topic.Subscribe(t.Context(), c.NewSubscription(""), Join{}); err != nil {
+		t.Fatal(err)
+	}
+	go topic.Run(t.Context())
+	return topic, c
+}
+
 // recv returns the next message delivered to c.
 func recv(t *testing.T, c *hub.Client) *hub.Message {
 	t.Helper()
@@ -121,15 +134,7 @@ func waitWatch(t *testing.T, f *fakeUpstream) *watch.FakeWatcher {
 func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 	f := newFakeUpstream()
 	f.pods = []corev1.Pod{*pod("a", 90)}
-	topic := newWatchTopic(testLoop(f), stripMeta, 3)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
-	early := hub.NewClient(100, nil)
-	if err := topic.Subscribe(ctx, early.NewSubscription(""), Join{}); err != nil {
-		t.Fatal(err)
-	}
-	go topic.Run(ctx)
+	topic, early := runWatchTopic(t, f, 3)
 	w := waitWatch(t, f)
 	snap := recv(t, early)
 	if got := eventNames(snap); len(got) != 1 || got[0] != "snapshot@100" {
@@ -154,7 +159,7 @@ func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 
 	// Resuming within the ring (it holds 102..104) sends exactly what was missed.
 	late := hub.NewClient(100, nil)
-	if err := topic.Subscribe(ctx, late.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 102, hasRV: true}}); err != nil {
+	if err := topic.Subscribe(t.Context(), late.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 102, hasRV: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventNames(recv(t, late)); len(got) != 2 || got[0] != "added@103" || got[1] != "added@104" {
@@ -162,11 +167,11 @@ func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 	}
 	// Up to date: nothing to send.
 	current := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, current.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 104, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), current.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 104, hasRV: true}})
 	noMessage(t, current)
 	// Too old for the ring: a snapshot of the whole state.
 	old := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, old.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 100, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), old.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 100, hasRV: true}})
 	m := recv(t, old)
 	if got := eventNames(m); got[0] != "snapshot@104" {
 		t.Fatalf("too-old resume got %v, want a snapshot", got)
@@ -189,12 +194,7 @@ func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 
 func TestWatchTopicResumesAndRelists(t *testing.T) {
 	f := newFakeUpstream()
-	topic := newWatchTopic(testLoop(f), stripMeta, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, c.NewSubscription(""), Join{})
-	go topic.Run(ctx)
+	topic, c := runWatchTopic(t, f, 10)
 	w := waitWatch(t, f)
 	recv(t, c) // snapshot
 
@@ -226,7 +226,7 @@ func TestWatchTopicResumesAndRelists(t *testing.T) {
 	waitWatch(t, f)
 	// Someone resuming from before the relist gets a snapshot.
 	c2 := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, c2.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 101, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), c2.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 101, hasRV: true}})
 	if got := eventNames(recv(t, c2)); got[0] != "snapshot@170" {
 		t.Fatalf("got %v", got)
 	}
@@ -235,12 +235,7 @@ func TestWatchTopicResumesAndRelists(t *testing.T) {
 func TestWatchTopicReportsFailures(t *testing.T) {
 	f := newFakeUpstream()
 	f.listErr = apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("no"))
-	topic := newWatchTopic(testLoop(f), stripMeta, 10)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, c.NewSubscription(""), Join{})
-	go topic.Run(ctx)
+	topic, c := runWatchTopic(t, f, 10)
 	m := recv(t, c)
 	if m.Events[0].Name != EventError {
 		t.Fatalf("got %v, want an error event", eventNames(m))
@@ -251,7 +246,7 @@ func TestWatchTopicReportsFailures(t *testing.T) {
 	}
 	// A subscriber joining meanwhile learns of it too.
 	c2 := hub.NewClient(100, nil)
-	_ = topic.Subscribe(ctx, c2.NewSubscription(""), Join{})
+	_ = topic.Subscribe(t.Context(), c2.NewSubscription(""), Join{})
 	if m := recv(t, c2); m.Events[0].Name != EventError {
 		t.Fatalf("late joiner got %v", eventNames(m))
 	}

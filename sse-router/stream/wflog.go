@@ -63,15 +63,8 @@ type workflowLogTopic struct {
 	lines      chan podLines
 	followDone chan types.UID
 
-	mu         sync.Mutex
-	fan        hub.Fanout
-	ring       *ring[logEntry]
-	evicted    logPos
-	hasEvicted bool
-	last       logPos
-	hasLast    bool
-	end        *hub.Message
-	failure    *hub.Message
+	audience
+	logRing
 }
 
 type podUpdate struct {
@@ -103,7 +96,7 @@ func newWorkflowLogTopic(cs kubernetes.Interface, argo argoclient.Interface, ns,
 		wfUpdates:  make(chan wfUpdate),
 		lines:      make(chan podLines),
 		followDone: make(chan types.UID),
-		ring:       newRing[logEntry](opts.replay),
+		logRing:    newLogRing(opts.replay),
 	}
 }
 
@@ -158,8 +151,8 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 			},
 		},
 	}
-	wg.Go(func() { wfLoop.run(ctx, &wfWatch{t: t, ctx: ctx}) })
-	wg.Go(func() { podLoop.run(ctx, &podWatch{t: t, ctx: ctx}) })
+	wg.Go(func() { wfLoop.run(ctx, &wfWatch{loopFeed[wfUpdate]{t: t, ctx: ctx, updates: t.wfUpdates}}) })
+	wg.Go(func() { podLoop.run(ctx, &podWatch{loopFeed[podUpdate]{t: t, ctx: ctx, updates: t.podUpdates}}) })
 
 	var (
 		followers   = map[types.UID]*podFollower{}
@@ -384,27 +377,10 @@ func (t *workflowLogTopic) publish(lines []logLine, meta []podLines) {
 			pos = logPos{nanos: t.last.nanos, rank: t.last.rank + 1}
 		}
 		l.pos = pos
-		t.last, t.hasLast = pos, true
 		events[i] = encodeLogLine(l, meta[i].pod, meta[i].node, "")
-		if old, ok := t.ring.push(logEntry{pos: pos, ev: events[i]}); ok {
-			t.evicted, t.hasEvicted = old.pos, true
-		}
+		t.push(pos, events[i])
 	}
 	t.fan.Broadcast(hub.NewMessage(false, events...))
-}
-
-func (t *workflowLogTopic) finish(ev hub.Event, reason string) {
-	var events []hub.Event
-	if ev.Name != "" {
-		events = append(events, ev)
-	}
-	events = append(events, endEvent(reason))
-	msg := hub.NewMessage(true, events...)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.end = msg
-	t.fan.Broadcast(msg)
-	t.fan = hub.Fanout{}
 }
 
 func (t *workflowLogTopic) failing(err error) {
@@ -416,12 +392,7 @@ func (t *workflowLogTopic) failing(err error) {
 		t.failure = nil
 		return
 	}
-	id := ""
-	if t.hasLast {
-		id = t.last.String()
-	}
-	t.failure = hub.NewMessage(false, errorEvent(id, err, true))
-	t.fan.Broadcast(t.failure)
+	t.failLocked(hub.NewMessage(false, errorEvent(t.newestID(), err, true)))
 }
 
 // Subscribe implements Topic.
@@ -433,54 +404,42 @@ func (t *workflowLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var events []hub.Event
-	start := 0
+	// Lines no longer kept are announced before the ones that are.
+	var events, kept []hub.Event
 	if j.Resume.Set && !j.Resume.Ended {
 		after := j.Resume.log
-		start = t.ring.search(func(e logEntry) bool { return after.less(e.pos) })
-		if t.hasEvicted && after.less(t.evicted) {
+		var lost bool
+		if kept, lost = t.linesAfter(after); lost {
 			events = append(events, errorEvent(after.String(), fmt.Errorf("lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
 		}
-	} else if t.hasEvicted {
+	} else if kept = t.linesFrom(0); t.hasEvicted {
 		events = append(events, errorEvent("", fmt.Errorf("the first lines of this workflow's log are no longer kept"), true))
 	}
-	for i := start; i < t.ring.len(); i++ {
-		events = append(events, t.ring.at(i).ev)
-	}
-	if t.end != nil {
-		events = append(events, t.end.Events...)
-		s.Deliver(hub.NewMessage(true, events...))
-		return nil
-	}
-	if t.failure != nil {
-		events = append(events, t.failure.Events...)
-	}
-	if len(events) > 0 && !s.Deliver(hub.NewMessage(false, events...)) {
-		return nil
-	}
-	t.fan.Add(s)
+	// Workflow logs take no follow parameter: they are always followed.
+	t.joinLinesLocked(s, append(events, kept...), true)
 	return nil
 }
 
-// Unsubscribe implements Topic.
-func (t *workflowLogTopic) Unsubscribe(s *hub.Subscription) {
-	t.mu.Lock()
-	t.fan.Remove(s)
-	t.mu.Unlock()
+// loopFeed hands what one of the topic's watches sees to the Run loop, as updates U,
+// and its failures to the subscribers.
+type loopFeed[U any] struct {
+	t       *workflowLogTopic
+	ctx     context.Context
+	updates chan<- U
 }
 
-// wfWatch turns the workflow's watch into updates for the Run loop.
-type wfWatch struct {
-	t   *workflowLogTopic
-	ctx context.Context
-}
-
-func (w *wfWatch) send(u wfUpdate) {
+func (f *loopFeed[U]) send(u U) {
 	select {
-	case w.t.wfUpdates <- u:
-	case <-w.ctx.Done():
+	case f.updates <- u:
+	case <-f.ctx.Done():
 	}
 }
+
+func (f *loopFeed[U]) progress(string)   {}
+func (f *loopFeed[U]) failing(err error) { f.t.failing(err) }
+
+// wfWatch turns the workflow's watch into updates for the Run loop.
+type wfWatch struct{ loopFeed[wfUpdate] }
 
 func wfState(obj runtime.Object) wfUpdate {
 	wf, ok := obj.(*wfv1.Workflow)
@@ -506,21 +465,8 @@ func (w *wfWatch) event(typ watch.EventType, obj runtime.Object, _ string) {
 	w.send(wfState(obj))
 }
 
-func (w *wfWatch) progress(string)   {}
-func (w *wfWatch) failing(err error) { w.t.failing(err) }
-
 // podWatch turns the pods' watch into updates for the Run loop.
-type podWatch struct {
-	t   *workflowLogTopic
-	ctx context.Context
-}
-
-func (w *podWatch) send(u podUpdate) {
-	select {
-	case w.t.podUpdates <- u:
-	case <-w.ctx.Done():
-	}
-}
+type podWatch struct{ loopFeed[podUpdate] }
 
 func (w *podWatch) replace(items []runtime.Object, _ string, _ bool) {
 	all := make([]*corev1.Pod, 0, len(items))
@@ -537,9 +483,6 @@ func (w *podWatch) event(typ watch.EventType, obj runtime.Object, _ string) {
 		w.send(podUpdate{pod: p, deleted: typ == watch.Deleted})
 	}
 }
-
-func (w *podWatch) progress(string)   {}
-func (w *podWatch) failing(err error) { w.t.failing(err) }
 
 // lineHeap orders lines of several pods by time (then arrival).
 type heapLine struct {
