@@ -241,16 +241,19 @@ func (s *Store) Summaries(ctx context.Context, cluster string, namespaces ...str
 }
 
 // Watch calls onChange with every change of a summary of the namespace (cluster and
-// namespace empty: of every namespace of every cluster) until ctx ends or the subscription
-// fails, which it returns. It calls ready once subscribed: a read of the summaries after
-// ready misses no change.
-func (s *Store) Watch(ctx context.Context, cluster, namespace string, ready func(), onChange func(events.SummaryChange)) error {
+// namespace empty: of every namespace of every cluster) until ctx ends (it returns nil),
+// the subscription fails or onChange returns an error (it returns that). It calls ready
+// once subscribed: a read of the summaries after ready misses no change.
+func (s *Store) Watch(ctx context.Context, cluster, namespace string, ready func(), onChange func(events.SummaryChange) error) error {
 	sub := s.rdb.Subscribe(ctx, s.Channel())
 	defer sub.Close()
 	// A blocked receive does not notice its context ending; closing the subscription ends it.
 	stop := context.AfterFunc(ctx, func() { sub.Close() })
 	defer stop()
 	if _, err := sub.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("subscribe to %s: %w", s.Channel(), err)
 	}
 	if ready != nil {
@@ -269,7 +272,9 @@ func (s *Store) Watch(ctx context.Context, cluster, namespace string, ready func
 			return fmt.Errorf("summary change %.200q: %w", msg.Payload, err)
 		}
 		if (cluster == "" || c.Cluster == cluster) && (namespace == "" || c.Namespace == namespace) {
-			onChange(c)
+			if err := onChange(c); err != nil {
+				return err
+			}
 		}
 	}
 }

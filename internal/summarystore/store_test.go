@@ -181,7 +181,7 @@ func TestSummaryChangesArePublished(t *testing.T) {
 	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Watch(ctx, "c1", "shop", func() { close(ready) }, func(c events.SummaryChange) { changes <- c })
+		done <- s.Watch(ctx, "c1", "shop", func() { close(ready) }, func(c events.SummaryChange) error { changes <- c; return nil })
 	}()
 	<-ready
 	if _, err := s.ApplyPod(ctx, "c1", false, pod("web", "a", 10, true)); err != nil {
@@ -336,7 +336,9 @@ func TestWatchEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- s.Watch(ctx, "", "", func() { close(ready) }, func(events.SummaryChange) {}) }()
+	go func() {
+		done <- s.Watch(ctx, "", "", func() { close(ready) }, func(events.SummaryChange) error { return nil })
+	}()
 	<-ready
 	cancel()
 	select {

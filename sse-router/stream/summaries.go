@@ -16,7 +16,6 @@ import (
 // (internal/summarystore): a namespace's summaries, then the changes published on the
 // summary channel.
 type SummaryApps struct {
-	rdb   redis.UniversalClient
 	store *summarystore.Store
 	// names maps the router's cluster names (kubeconfig contexts) to the names the
 	// watcher gives them (its DWP_CLUSTER_NAME); a cluster not listed keeps its name.
@@ -26,7 +25,7 @@ type SummaryApps struct {
 // NewSummaryApps serves the summaries kept in rdb under the key prefix (the task
 // function's DWP_REDIS_PREFIX).
 func NewSummaryApps(rdb redis.UniversalClient, prefix string, names map[string]string) *SummaryApps {
-	return &SummaryApps{rdb: rdb, store: summarystore.New(rdb, prefix), names: names}
+	return &SummaryApps{store: summarystore.New(rdb, prefix), names: names}
 }
 
 func (a *SummaryApps) summaryCluster(cluster string) string {
@@ -55,43 +54,17 @@ func (a *SummaryApps) Snapshot(ctx context.Context, cluster, namespace string) (
 	return out, nil
 }
 
-// Watch implements AppsSource. It subscribes to the summary channel itself (rather than
-// through summarystore's Watch) so that cancelling ctx closes the subscription at once,
-// even while it waits for a message.
+// Watch implements AppsSource.
 func (a *SummaryApps) Watch(ctx context.Context, cluster, namespace string, ready func(), onChange func(AppChange)) error {
-	sub := a.rdb.Subscribe(ctx, a.store.Channel())
-	defer sub.Close()
-	stop := context.AfterFunc(ctx, func() { _ = sub.Close() })
-	defer stop()
-	if _, err := sub.Receive(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("subscribe to %s: %w", a.store.Channel(), err)
-	}
-	ready()
-	want := a.summaryCluster(cluster)
-	for {
-		msg, err := sub.ReceiveMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("summary changes: %w", err)
-		}
-		var c events.SummaryChange
-		if err := json.Unmarshal([]byte(msg.Payload), &c); err != nil {
-			return fmt.Errorf("summary change %.200q: %w", msg.Payload, err)
-		}
-		if c.Cluster != want || c.Namespace != namespace {
-			continue
-		}
+	return a.store.Watch(ctx, a.summaryCluster(cluster), namespace, ready, func(c events.SummaryChange) error {
 		ch := AppChange{App: c.App}
 		if c.Summary != nil {
+			var err error
 			if ch.Summary, err = json.Marshal(c.Summary); err != nil {
 				return fmt.Errorf("summary of %s: %w", c.App, err)
 			}
 		}
 		onChange(ch)
-	}
+		return nil
+	})
 }
