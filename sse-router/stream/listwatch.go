@@ -23,6 +23,26 @@ type listWatcher struct {
 	watch func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
+// typedListWatcher is what a typed client of one namespace's objects offers.
+type typedListWatcher[L runtime.Object] interface {
+	List(ctx context.Context, opts metav1.ListOptions) (L, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// listWatcherFor wraps a typed client, such as Pods(ns), into a listWatcher.
+func listWatcherFor[L runtime.Object](c typedListWatcher[L]) listWatcher {
+	return listWatcher{
+		list: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			l, err := c.List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		},
+		watch: c.Watch,
+	}
+}
+
 // watchHandler receives what a listWatch loop sees. Calls come from one goroutine.
 type watchHandler interface {
 	// replace is a full list: the first one, or a relist after the watch could not resume.

@@ -12,10 +12,8 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
@@ -153,35 +151,14 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			prepare := stripMeta
 			switch spec.Kind {
 			case KindPods:
-				loop.lw = listWatcher{
-					list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return cl.Kubernetes.CoreV1().Pods(ns).List(ctx, o)
-					},
-					watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-						return cl.Kubernetes.CoreV1().Pods(ns).Watch(ctx, o)
-					},
-				}
+				loop.lw = listWatcherFor(cl.Kubernetes.CoreV1().Pods(ns))
 			case KindEvents:
-				loop.lw = listWatcher{
-					list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return cl.Kubernetes.CoreV1().Events(ns).List(ctx, o)
-					},
-					watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-						return cl.Kubernetes.CoreV1().Events(ns).Watch(ctx, o)
-					},
-				}
+				loop.lw = listWatcherFor(cl.Kubernetes.CoreV1().Events(ns))
 			default:
 				if spec.Kind == KindWorkflows {
 					prepare = stripWorkflowForList
 				}
-				loop.lw = listWatcher{
-					list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return cl.Argo.ArgoprojV1alpha1().Workflows(ns).List(ctx, o)
-					},
-					watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-						return cl.Argo.ArgoprojV1alpha1().Workflows(ns).Watch(ctx, o)
-					},
-				}
+				loop.lw = listWatcherFor(cl.Argo.ArgoprojV1alpha1().Workflows(ns))
 			}
 			return newWatchTopic(loop, prepare, cfg.WatchReplay)
 		})

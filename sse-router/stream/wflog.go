@@ -12,7 +12,6 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -129,27 +128,13 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 		kind: string(KindWorkflowLog), metrics: t.metrics, log: t.log,
 		fieldSelector: fields.OneTermEqualSelector("metadata.name", t.name).String(),
 		minBackoff:    t.opts.backoff[0], maxBackoff: t.opts.backoff[1],
-		lw: listWatcher{
-			list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return t.argo.ArgoprojV1alpha1().Workflows(t.ns).List(ctx, o)
-			},
-			watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return t.argo.ArgoprojV1alpha1().Workflows(t.ns).Watch(ctx, o)
-			},
-		},
+		lw: listWatcherFor(t.argo.ArgoprojV1alpha1().Workflows(t.ns)),
 	}
 	podLoop := &listWatch{
 		kind: string(KindWorkflowLog), metrics: t.metrics, log: t.log,
 		labelSelector: labels.Set{workflowLabel: t.name}.String(),
 		minBackoff:    t.opts.backoff[0], maxBackoff: t.opts.backoff[1],
-		lw: listWatcher{
-			list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return t.cs.CoreV1().Pods(t.ns).List(ctx, o)
-			},
-			watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return t.cs.CoreV1().Pods(t.ns).Watch(ctx, o)
-			},
-		},
+		lw: listWatcherFor(t.cs.CoreV1().Pods(t.ns)),
 	}
 	wg.Go(func() { wfLoop.run(ctx, &wfWatch{loopFeed[wfUpdate]{t: t, ctx: ctx, updates: t.wfUpdates}}) })
 	wg.Go(func() { podLoop.run(ctx, &podWatch{loopFeed[podUpdate]{t: t, ctx: ctx, updates: t.podUpdates}}) })
