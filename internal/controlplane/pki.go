@@ -36,32 +36,28 @@ type certSpec struct {
 
 // loadOrCreateCA returns the CA stored under dir/name.{crt,key}, creating it on first use.
 func loadOrCreateCA(dir, name string) (*keyPair, error) {
-	kp := &keyPair{CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key")}
-	if ok, err := kp.load(); err != nil || ok {
-		return kp, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+	return loadOrMake(dir, name, nil, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("create CA %s: %w", name, err)
-	}
-	return kp, kp.store(der, key)
+	})
 }
 
 // issue returns the certificate stored under dir/name.{crt,key}, issuing it from ca on first use.
 func (ca *keyPair) issue(dir, name string, spec certSpec) (*keyPair, error) {
+	return loadOrMake(dir, name, ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: spec.commonName, Organization: spec.orgs},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: spec.usages,
+		IPAddresses: spec.ips,
+		DNSNames:    spec.dns,
+	})
+}
+
+// loadOrMake returns the key pair stored under dir/name.{crt,key}; on first use it makes
+// one from tmpl, valid for ten years, signed by parent (nil: self-signed), and stores it.
+func loadOrMake(dir, name string, parent *keyPair, tmpl *x509.Certificate) (*keyPair, error) {
 	kp := &keyPair{CertFile: filepath.Join(dir, name+".crt"), KeyFile: filepath.Join(dir, name+".key")}
 	if ok, err := kp.load(); err != nil || ok {
 		return kp, err
@@ -70,19 +66,16 @@ func (ca *keyPair) issue(dir, name string, spec certSpec) (*keyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: spec.commonName, Organization: spec.orgs},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(10, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  spec.usages,
-		IPAddresses:  spec.ips,
-		DNSNames:     spec.dns,
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().AddDate(10, 0, 0)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.cert, parent.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
-		return nil, fmt.Errorf("issue %s: %w", name, err)
+		return nil, fmt.Errorf("certificate %s: %w", name, err)
 	}
 	return kp, kp.store(der, key)
 }
