@@ -190,15 +190,21 @@ func TestLogResumeAfterTheTopicIsGone(t *testing.T) {
 	runningPod(t, env, ns, "web-1", "web")
 	path := "namespaces/" + ns + "/pods/web-1/log?container=main"
 
-	c := r.open(t, path, tok, "")
+	// Written before the topic starts: its ring keeps the last 3; the whole log asked
+	// for is read once more.
 	first := appendLines(t, pl, "first", 0, 5)
-	// Depending on whether they were written before the topic read its ring, the
-	// client gets all or the last 3 of these: what matters is where it stops.
+	env.WaitPodLogServed(t, ns, "web-1", "main")
+	c := r.open(t, path, tok, "")
+	var seen []string
 	var lastID string
 	c.until(t, 30*time.Second, "the first lines", func(ev sse.Event) bool {
 		lastID = ev.ID
-		return decodeLog(t, ev).Line == first[len(first)-1]
+		seen = append(seen, decodeLog(t, ev).Line)
+		return len(seen) == len(first)
 	})
+	if fmt.Sprint(seen) != fmt.Sprint(first) {
+		t.Fatalf("whole log %q, want %q", seen, first)
+	}
 	c.close()
 	deadline := time.Now().Add(10 * time.Second)
 	for r.metric(t, `dwp_sse_topics{kind="pod_log"}`) != 0 {
@@ -218,9 +224,10 @@ func TestLogResumeAfterTheTopicIsGone(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(missed) {
 		t.Fatalf("got %q, want exactly %q", got, missed)
 	}
-	// Two ring fills (one per topic) and the read by time.
-	if n := r.metric(t, `dwp_sse_upstream_requests_total{kind="pod_log",verb="fetch"}`); n != 3 {
-		t.Fatalf("log fetches = %v, want 3", n)
+	// Two ring fills (one per topic), the whole log for the first client and the read
+	// by time.
+	if n := r.metric(t, `dwp_sse_upstream_requests_total{kind="pod_log",verb="fetch"}`); n != 4 {
+		t.Fatalf("log fetches = %v, want 4", n)
 	}
 	later := appendLines(t, pl, "later", 0, 1)
 	if l := decodeLog(t, c2.next(t, 30*time.Second)).Line; l != later[0] {

@@ -284,7 +284,8 @@ func (t *podLogTopic) selectLocked(w wanted) ([]hub.Event, bool) {
 	case w.tail >= 0:
 		return t.linesFrom(0), t.complete || int64(n) == w.tail
 	}
-	return t.linesFrom(0), true
+	// The whole log: the ring holds it only when it was never cut.
+	return t.linesFrom(0), t.complete
 }
 
 // catchUp reads, besides the ring, the older lines a subscriber wants, and returns all
@@ -296,7 +297,7 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 		since := w.after.time()
 		req.since = &since
 		skip = &w.after
-	} else {
+	} else if w.tail >= 0 {
 		req.tail = &w.tail
 	}
 	t.metrics.Request(string(KindPodLog), "fetch")
