@@ -5,20 +5,16 @@
 package function
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/julienschmidt/httprouter"
 	"sigs.k8s.io/yaml"
 
@@ -113,12 +109,8 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error)
 	if err != nil {
 		return err
 	}
-	eh, err := events.HTTPHandler(ctx)
-	if err != nil {
-		return err
-	}
 	if err := register(func() {
-		router.Handler(http.MethodPost, EventsPath, cloudEventsOnly(eh))
+		router.Handler(http.MethodPost, EventsPath, events)
 		router.GET(OpenAPIPath, serveOpenAPI(doc))
 	}); err != nil {
 		return err
@@ -191,53 +183,6 @@ func (f *Function) stopAll(ctx context.Context, started []family) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// maxEventBytes bounds a CloudEvent's body.
-const maxEventBytes = 1 << 20
-
-// cloudEventsOnly answers what is not a single valid CloudEvent with a 400 and the reason
-// before it reaches the SDK, which would answer a body without CloudEvent headers with a
-// bare 415, and a structured event that is not JSON with a 500 (so a broker would retry
-// a message that can never succeed).
-func cloudEventsOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxEventBytes+1))
-		if err != nil {
-			problem.Write(w, problem.BadRequest("cannot read the event: "+err.Error()))
-			return
-		}
-		if len(body) > maxEventBytes {
-			problem.Write(w, problem.Newf(http.StatusRequestEntityTooLarge, "the event is larger than %d bytes", maxEventBytes))
-			return
-		}
-		if reason := notACloudEvent(r, body); reason != "" {
-			problem.Write(w, problem.BadRequest(reason))
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, r)
-	})
-}
-
-// notACloudEvent is why the request is not one valid CloudEvent, or "".
-func notACloudEvent(r *http.Request, body []byte) string {
-	m := cehttp.NewMessage(r.Header, io.NopCloser(bytes.NewReader(body)))
-	defer m.Finish(nil)
-	switch m.ReadEncoding() {
-	case binding.EncodingUnknown:
-		return "not a CloudEvent: binary mode needs the ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json"
-	case binding.EncodingBatch:
-		return "not a single CloudEvent: batches are not accepted"
-	}
-	e, err := binding.ToEvent(r.Context(), m)
-	if err != nil {
-		return "malformed CloudEvent: " + err.Error()
-	}
-	if err := e.Validate(); err != nil {
-		return "invalid CloudEvent: " + err.Error()
-	}
-	return ""
 }
 
 func serveOpenAPI(doc []byte) httprouter.Handle {

@@ -388,7 +388,7 @@ func TestCloudEvents(t *testing.T) {
 		{"batch", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, `[]`, 400, "batch"},
 		{"unknown type", map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.nobody.v1", "Content-Type": "application/json"}, `{}`, 400, "unknown event type"},
 		{"data the handler rejects", map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.test.ping.v1", "Content-Type": "application/json"}, `{"n":-1}`, 400, "non-negative"},
-		{"too large", map[string]string{"Content-Type": "application/cloudevents+json"}, strings.Repeat(" ", maxEventBytes+1), 413, ""},
+		{"too large", map[string]string{"Content-Type": "application/cloudevents+json"}, strings.Repeat(" ", eventrouter.MaxEventBytes+1), 413, ""},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {

@@ -133,11 +133,7 @@ func newFixture(t testing.TB, db int, rights map[string][]string, extra map[stri
 	f.Routes(router)
 	er := eventrouter.New()
 	f.Events(er)
-	eh, err := er.HTTPHandler(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	router.Handler(http.MethodPost, "/events", eh)
+	router.Handler(http.MethodPost, "/events", er)
 	dbc := srv.Client(t, db)
 	if err := dbc.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)

@@ -3,17 +3,21 @@
 package eventrouter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
 // Handler handles one event. It may return a reply event (nil for none). An error
@@ -68,39 +72,91 @@ func IsInvalid(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// Receive dispatches e; its signature fits cloudevents.NewHTTPReceiveHandler.
-func (r *Router) Receive(ctx context.Context, e event.Event) (*event.Event, protocol.Result) {
+// dispatch runs e's handler. It answers the HTTP status of the outcome and, for a
+// failure, the reason.
+func (r *Router) dispatch(ctx context.Context, e event.Event) (reply *event.Event, status int, reason string) {
 	if err := e.Validate(); err != nil {
-		return nil, cloudevents.NewHTTPResult(http.StatusBadRequest, "invalid event: %s", err)
+		return nil, http.StatusBadRequest, "invalid CloudEvent: " + err.Error()
 	}
 	r.mu.RLock()
 	h, ok := r.handlers[e.Type()]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, cloudevents.NewHTTPResult(http.StatusBadRequest, "unknown event type %q", e.Type())
+		return nil, http.StatusBadRequest, fmt.Sprintf("unknown event type %q", e.Type())
 	}
 	reply, err := h(ctx, e)
 	switch {
 	case err == nil:
-		return reply, cloudevents.NewHTTPResult(http.StatusAccepted, "")
+		return reply, http.StatusAccepted, ""
 	case IsInvalid(err):
-		return nil, cloudevents.NewHTTPResult(http.StatusBadRequest, "%s: %s", e.Type(), err)
+		return nil, http.StatusBadRequest, fmt.Sprintf("%s: %s", e.Type(), err)
 	default:
 		slog.ErrorContext(ctx, "event handler failed", "type", e.Type(), "id", e.ID(), "source", e.Source(), "err", err)
-		return nil, cloudevents.NewHTTPResult(http.StatusInternalServerError, "%s: %s", e.Type(), err)
+		return nil, http.StatusInternalServerError, fmt.Sprintf("%s: %s", e.Type(), err)
 	}
 }
 
-// HTTPHandler serves CloudEvents in binary and structured mode. A body that is not a
-// CloudEvent at all is answered 400 by the SDK.
-func (r *Router) HTTPHandler(ctx context.Context) (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, fmt.Errorf("cloudevents protocol: %w", err)
+// MaxEventBytes bounds a CloudEvent's body.
+const MaxEventBytes = 1 << 20
+
+// ServeHTTP serves one CloudEvent, in binary or structured mode, and answers 202 with
+// the handler's reply event, if any. What cannot be handled is answered with a
+// problem: 4xx with the reason when the event itself is wrong (a broker does not retry
+// it), 5xx when handling failed (it is retried).
+//
+// The SDK's HTTP binding reads and writes the messages, but the event is handled here,
+// in the request's goroutine: the SDK's receive handler (NewHTTPReceiveHandler) pairs
+// requests with handlers through one shared channel and leaves a request blocked for
+// good when another request's client goes away at the wrong moment
+// (cloudevents/sdk-go#1224, #1332).
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		problem.Write(w, problem.Newf(http.StatusMethodNotAllowed, "CloudEvents are POSTed"))
+		return
 	}
-	h, err := cloudevents.NewHTTPReceiveHandler(ctx, p, r.Receive)
+	body, err := io.ReadAll(io.LimitReader(req.Body, MaxEventBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("cloudevents receive handler: %w", err)
+		problem.Write(w, problem.BadRequest("cannot read the event: "+err.Error()))
+		return
 	}
-	return h, nil
+	if len(body) > MaxEventBytes {
+		problem.Write(w, problem.Newf(http.StatusRequestEntityTooLarge, "the event is larger than %d bytes", MaxEventBytes))
+		return
+	}
+	e, reason := decode(req.Context(), req.Header, body)
+	if reason != "" {
+		problem.Write(w, problem.BadRequest(reason))
+		return
+	}
+	reply, status, reason := r.dispatch(req.Context(), *e)
+	if status >= 400 {
+		problem.Write(w, problem.Newf(status, "%s", reason))
+		return
+	}
+	if reply == nil {
+		w.WriteHeader(status)
+		return
+	}
+	if err := cehttp.WriteResponseWriter(req.Context(), binding.ToMessage(reply), status, w); err != nil {
+		slog.ErrorContext(req.Context(), "write reply event", "type", reply.Type(), "err", err)
+	}
+}
+
+// decode reads one CloudEvent from an HTTP request's header and body; reason says why
+// it is not one.
+func decode(ctx context.Context, header http.Header, body []byte) (e *event.Event, reason string) {
+	m := cehttp.NewMessage(header, io.NopCloser(bytes.NewReader(body)))
+	defer m.Finish(nil)
+	switch m.ReadEncoding() {
+	case binding.EncodingUnknown:
+		return nil, "not a CloudEvent: binary mode needs the ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json"
+	case binding.EncodingBatch:
+		return nil, "not a single CloudEvent: batches are not accepted"
+	}
+	e, err := binding.ToEvent(ctx, m)
+	if err != nil {
+		return nil, "malformed CloudEvent: " + err.Error()
+	}
+	return e, ""
 }
