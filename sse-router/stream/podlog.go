@@ -243,8 +243,7 @@ func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join
 	events, covered := t.selectLocked(want)
 	if !covered {
 		t.mu.Unlock()
-		events = t.catchUp(ctx, want)
-		t.mu.Lock()
+		events = t.catchUp(ctx, want) // returns with t.mu held
 	}
 	defer t.mu.Unlock()
 	t.joinLinesLocked(s, events, j.Spec.Follow)
@@ -288,23 +287,50 @@ func (t *podLogTopic) selectLocked(w wanted) ([]hub.Event, bool) {
 	return t.linesFrom(0), t.complete
 }
 
+// maxCatchUpReads bounds the reads of one catch-up that the followed lines outrun.
+const maxCatchUpReads = 5
+
 // catchUp reads, besides the ring, the older lines a subscriber wants, and returns all
-// the lines it wants.
+// the lines it wants. It returns with t.mu held, so that no line is published between
+// the lines returned and the subscriber joining.
 func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 	req := logRequest{container: t.container}
 	var skip *logPos
+	// reached is the last line read; the zero position is before every line.
+	var reached logPos
 	if w.hasAfter {
 		since := w.after.time()
 		req.since = &since
 		skip = &w.after
+		reached = w.after
 	} else if w.tail >= 0 {
 		req.tail = &w.tail
 	}
-	t.metrics.Request(string(KindPodLog), "fetch")
-	older, err := fetchLog(ctx, t.cs, t.ns, t.pod, req, skip)
+	var (
+		older []logLine
+		err   error
+		gap   bool
+	)
+	for reads := 1; ; reads++ {
+		t.metrics.Request(string(KindPodLog), "fetch")
+		var more []logLine
+		more, err = fetchLog(ctx, t.cs, t.ns, t.pod, req, skip)
+		older = append(older, more...)
+		if len(older) > 0 {
+			reached = older[len(older)-1].pos
+		}
+		t.mu.Lock()
+		// Lines followed while this read ran may already have left the ring: read on
+		// from the last line read until the ring reaches back to it.
+		gap = err == nil && t.hasEvicted && reached.less(t.evicted)
+		if !gap || reads == maxCatchUpReads {
+			break
+		}
+		t.mu.Unlock()
+		since, last := reached.time(), reached
+		req, skip = logRequest{container: t.container, since: &since}, &last
+	}
 
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var events []hub.Event
 	var first logPos
 	hasFirst := t.ring.len() > 0
@@ -327,9 +353,13 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 	if !w.hasAfter && w.tail >= 0 && int64(len(events)) > w.tail {
 		events = events[int64(len(events))-w.tail:]
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		t.metrics.Error(string(KindPodLog))
 		events = append([]hub.Event{errorEvent(t.newestID(), fmt.Errorf("earlier lines could not be read: %w", err), true)}, events...)
+	case gap:
+		t.metrics.Error(string(KindPodLog))
+		events = append([]hub.Event{errorEvent(t.newestID(), fmt.Errorf("the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
 	}
 	return events
 }
