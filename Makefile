@@ -8,15 +8,15 @@ GOTEST_FLAGS ?= -count=1 -timeout 30m
 
 ## run: the whole backend on the local control plane (builds what it needs first)
 run: services build
-	@bash hack/run.sh
+	@bash sandbox/scripts/run.sh
 
 ## test: unit and integration tests on a fresh local control plane
 test: services
-	@bash hack/with-cluster.sh $(GO) test $(GOTEST_FLAGS) ./...
+	@bash sandbox/scripts/with-cluster.sh $(GO) test $(GOTEST_FLAGS) ./...
 
 ## bench: benchmarks (on a fresh local control plane)
 bench: services
-	@bash hack/with-cluster.sh $(GO) test -run '^$$' -bench . -benchmem $(GOTEST_FLAGS) ./...
+	@bash sandbox/scripts/with-cluster.sh $(GO) test -run '^$$' -bench . -benchmem $(GOTEST_FLAGS) ./...
 
 ## build: the project's binaries and the control plane's components into bin/
 build:
@@ -25,12 +25,12 @@ build:
 
 ## cluster: the local control plane alone, in the foreground (Ctrl-C stops it)
 cluster: services
-	$(GO) build -o $(BIN)/dwp-cluster ./cmd/dwp-cluster
+	$(GO) build -o $(BIN)/dwp-cluster ./sandbox/cmd/dwp-cluster
 	@$(BIN)/dwp-cluster up --dir .state/cluster
 
 ## services: Redis and Postgres on their default loopback ports
 services:
-	@bash hack/services.sh
+	@bash sandbox/scripts/services.sh
 
 ## lint: gofmt and go vet
 lint:
@@ -39,7 +39,7 @@ lint:
 
 ## reset: forget the local control plane's state (it must be stopped)
 reset:
-	$(GO) run ./cmd/dwp-cluster reset --dir .state/cluster
+	$(GO) run ./sandbox/cmd/dwp-cluster reset --dir .state/cluster
 
 clean:
 	rm -rf $(BIN)

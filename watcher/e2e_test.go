@@ -23,7 +23,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 var sentRE = regexp.MustCompile(`(?m)^dwp_watcher_events_sent_total\{[^}]*\} (\d+)`)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 // rawStream opens a stream over a bare TCP connection, as `curl -N` does, and returns a

@@ -26,7 +26,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 	"github.com/dwp-sre/dwp-sre/sse-router/stream"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }

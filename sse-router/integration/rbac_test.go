@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 // Must show: a user without RBAC in the namespace gets 403 on each stream (a problem,

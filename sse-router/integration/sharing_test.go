@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 type logEvent struct {

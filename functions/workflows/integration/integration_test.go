@@ -24,7 +24,7 @@ import (
 	function "github.com/dwp-sre/dwp-sre"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }

@@ -66,7 +66,7 @@ type Postgres struct {
 type Config struct {
 	Dir         string // state folder, kept across restarts
 	BinDir      string // component binaries and gathered manifests
-	Repo        string // repository root, where hack/ builds the components
+	Repo        string // repository root, where sandbox/modules build the components
 	Ports       Ports
 	AutoPorts   bool // pick free ports instead of Ports
 	Postgres    Postgres

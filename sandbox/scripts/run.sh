@@ -2,7 +2,7 @@
 # `make run`: the local control plane and every dwp-sre service on it, in the foreground.
 # Ctrl-C stops everything; the cluster's state is kept in .state/cluster (`make reset` forgets it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 state=.state
 mkdir -p "$state/logs"

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dwp-sre/dwp-sre/test/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 // BenchmarkStartToReady measures a built control plane from launch to ready (all

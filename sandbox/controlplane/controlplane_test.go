@@ -18,9 +18,9 @@ import (
 // The pinned manifest versions must be the versions the components are built from.
 func TestPinnedVersionsMatchComponentModules(t *testing.T) {
 	cases := []struct{ gomod, module, version string }{
-		{"../../hack/argo/go.mod", "github.com/argoproj/argo-workflows/v3", argoWorkflowsVersion},
-		{"../../hack/controlplane/go.mod", "sigs.k8s.io/kwok", kwokVersion},
-		{"../../hack/controlplane/go.mod", "k8s.io/kubernetes", kubeVersion},
+		{"../modules/argo/go.mod", "github.com/argoproj/argo-workflows/v3", argoWorkflowsVersion},
+		{"../modules/kube/go.mod", "sigs.k8s.io/kwok", kwokVersion},
+		{"../modules/kube/go.mod", "k8s.io/kubernetes", kubeVersion},
 	}
 	for _, tc := range cases {
 		b, err := os.ReadFile(tc.gomod)

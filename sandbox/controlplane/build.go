@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// A component module is a Go module under hack/ that builds some of the control plane's
+// A component module is a Go module under sandbox/modules/ that builds some of the control plane's
 // programs. Each is its own module because their Kubernetes dependencies differ.
 type componentModule struct {
 	dir      string   // relative to the repository root
@@ -26,12 +26,12 @@ type componentModule struct {
 	ldflags  string
 }
 
-// kubeVersion is what the API server reports; it must match hack/controlplane/go.mod.
+// kubeVersion is what the API server reports; it must match sandbox/modules/kube/go.mod.
 const kubeVersion = "v1.37.2"
 
 var componentModules = []componentModule{
 	{
-		dir: "hack/controlplane",
+		dir: "sandbox/modules/kube",
 		packages: []string{
 			"./cmd/etcd",
 			"k8s.io/kubernetes/cmd/kube-apiserver",
@@ -46,12 +46,12 @@ var componentModules = []componentModule{
 			" -X k8s.io/component-base/version.gitTreeState=clean",
 	},
 	{
-		dir:      "hack/argo",
+		dir:      "sandbox/modules/argo",
 		packages: []string{"github.com/argoproj/argo-workflows/v3/cmd/workflow-controller"},
 		outputs:  []string{"workflow-controller"},
 	},
 	{
-		dir:      "hack/metrics",
+		dir:      "sandbox/modules/metrics",
 		packages: []string{"sigs.k8s.io/metrics-server/cmd/metrics-server"},
 		outputs:  []string{"metrics-server"},
 	},

@@ -2,8 +2,8 @@
 # Makes sure Redis and Postgres answer on their default loopback ports, starting Debian's
 # servers where none answers, and that the Debian packages the tests use are installed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-. hack/apt.sh
+cd "$(dirname "$0")/../.."
+. sandbox/scripts/apt.sh
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

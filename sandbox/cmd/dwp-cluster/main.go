@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/dwp-sre/dwp-sre/internal/controlplane"
+	"github.com/dwp-sre/dwp-sre/sandbox/controlplane"
 )
 
 func main() {
@@ -29,7 +29,7 @@ func main() {
 	fs := flag.NewFlagSet("dwp-cluster "+cmd, flag.ExitOnError)
 	dir := fs.String("dir", envOr("DWP_CLUSTER_DIR", ".state/cluster"), "state folder")
 	bin := fs.String("bin", envOr("DWP_CLUSTER_BIN", "bin"), "folder for the component binaries")
-	repo := fs.String("repo", ".", "repository root (its hack/ modules build the components)")
+	repo := fs.String("repo", ".", "repository root (its sandbox/modules build the components)")
 	ports := fs.String("ports", "default", `"default" (API server on 6443) or "auto" (free ports)`)
 	archiveDB := fs.String("archive-db", "dwp_argo", "Postgres database of Argo's workflow archive")
 	dropDB := fs.Bool("drop-archive-db", false, "drop the archive database on stop")

@@ -2,9 +2,9 @@
 # Runs a command with a fresh local control plane (free ports, a temporary state folder)
 # named by DWP_CLUSTER_DIR, then stops the plane. Used by `make test` and `make bench`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
-go build -o bin/dwp-cluster ./cmd/dwp-cluster
+go build -o bin/dwp-cluster ./sandbox/cmd/dwp-cluster
 bin/dwp-cluster build
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dwp-cluster.XXXXXX")

@@ -46,7 +46,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/dwp-sre/dwp-sre/internal/controlplane"
+	"github.com/dwp-sre/dwp-sre/sandbox/controlplane"
 )
 
 // EnvDir is the environment variable naming the state folder of a running control plane to reuse.
@@ -145,7 +145,7 @@ func launch() (_ controlplane.Info, stop func(), err error) {
 	launcher := filepath.Join(root, "bin", "dwp-cluster")
 	var buildErr error
 	buildLauncher.Do(func() {
-		build := exec.Command("go", "build", "-o", launcher, "./cmd/dwp-cluster")
+		build := exec.Command("go", "build", "-o", launcher, "./sandbox/cmd/dwp-cluster")
 		build.Dir = root
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		buildErr = build.Run()
