@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sse-router/server"
 )
 
 // rawStream opens a stream over a bare TCP connection, as `curl -N` does, and returns a

@@ -23,10 +23,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 	"github.com/dwp-sre/dwp-sre/sse-router/stream"
-	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 // record is what a client saw of one event: its type, id and data.

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 )
 
 type logEvent struct {

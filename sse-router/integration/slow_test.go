@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
 
 // stalledStream opens a stream on a connection with a tiny receive buffer and never

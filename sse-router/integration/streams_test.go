@@ -15,8 +15,8 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
-	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sse-router/sse"
 )
 
 // A workflow's status streams (its app's list, and itself) and its logs: every pod's
