@@ -20,7 +20,7 @@ bench: services
 
 ## build: the project's binaries and the control plane's components into bin/
 build:
-	$(GO) build -o $(BIN)/ ./cmd/... ./watcher ./sse-router
+	$(GO) build -o $(BIN)/ ./cmd/... ./sandbox/cmd/... ./watcher ./sse-router
 	@$(BIN)/dwp-cluster build
 
 ## cluster: the local control plane alone, in the foreground (Ctrl-C stops it)
