@@ -59,6 +59,14 @@
 // then at its resync interval, so that summaries converge after any loss, a restart of
 // Redis or of the watcher.
 //
+// io.dwp.workflow.step.v1 (TypeWorkflowStep), data WorkflowStep: a node of a workflow of
+// an app, a suspend template named StepTemplatePrefix..., is running: it waits for the
+// task function to do its work (commit to the GitOps repository, wait for Argo CD, delete)
+// and resume or fail it. The watcher sends it when the node starts waiting, when the
+// workflow is stopped while it waits, when the app's Argo CD Application changes, and
+// again at an interval while it waits; the function reads the workflow and acts only on
+// what it finds there, so any number of copies in any order do the work once.
+//
 // io.dwp.workflow.finished.v1 (TypeWorkflowFinished) and io.dwp.workflow.history.v1
 // (TypeWorkflowHistory) belong to the task function's workflows family: a workflow's exit
 // hook signal, and the history entry the function replies with.

@@ -15,6 +15,9 @@ const (
 	TypeAppSnapshot     = "io.dwp.app.snapshot.v1"
 	TypeClusterSnapshot = "io.dwp.cluster.snapshot.v1"
 
+	// TypeWorkflowStep says that a step of a CD run waits for the task function.
+	TypeWorkflowStep = "io.dwp.workflow.step.v1"
+
 	// TypeWorkflowFinished is a workflow exit hook's signal to the task function.
 	TypeWorkflowFinished = "io.dwp.workflow.finished.v1"
 	// TypeWorkflowHistory is the task function's reply to TypeWorkflowFinished.

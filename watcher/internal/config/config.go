@@ -39,6 +39,10 @@ type Config struct {
 	Resync time.Duration
 	// ListPageSize bounds the objects of one list request of a round.
 	ListPageSize int
+	// StepRecheck is how often the CD steps waiting for the task function are sent again.
+	StepRecheck time.Duration
+	// ArgoCDNamespace is where Argo CD's Applications are (empty: not watched).
+	ArgoCDNamespace string
 	// ListenAddress serves /healthz, /readyz and /metrics.
 	ListenAddress string
 
@@ -128,6 +132,16 @@ var settings = []envflag.Setting[Config]{
 		return nil
 	}),
 	envflag.PositiveDuration("DWP_RESYNC_INTERVAL", "resync-interval", "5m", "interval of full-state rounds (every app's state re-sent)", func(c *Config) *time.Duration { return &c.Resync }),
+	envflag.PositiveDuration("DWP_STEP_RECHECK_INTERVAL", "step-recheck-interval", "10s", "how often CD steps waiting for the task function are sent again", func(c *Config) *time.Duration { return &c.StepRecheck }),
+	envflag.Func("DWP_ARGOCD_NAMESPACE", "argocd-namespace", "argocd", "namespace of Argo CD's Applications, followed to end deploys promptly (empty: not followed)", func(c *Config, v string) error {
+		if v != "" {
+			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+				return fmt.Errorf("%s", strings.Join(msgs, "; "))
+			}
+		}
+		c.ArgoCDNamespace = v
+		return nil
+	}),
 	envflag.Int("DWP_LIST_PAGE_SIZE", "list-page-size", "500", "objects per list request of a full-state round", 1, func(c *Config) *int { return &c.ListPageSize }),
 	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "[::]:8080", "address serving /healthz, /readyz and /metrics", func(c *Config) *string { return &c.ListenAddress }),
 	envflag.Bool("DWP_LEADER_ELECT", "leader-elect", "true", "take a Lease so that one replica emits at a time", func(c *Config) *bool { return &c.LeaderElect }),

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -52,11 +53,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("argo client: %w", err)
 	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
 	client, err := cloudevents.NewClientHTTP(cehttp.WithTarget(cfg.Sink))
 	if err != nil {
 		return fmt.Errorf("cloudevents client for %s: %w", cfg.Sink, err)
 	}
-	s := &Service{cfg: cfg, log: log, kube: kubeClient, argo: argo, sender: overrides{client, cfg.Overrides}, reg: prometheus.NewRegistry()}
+	s := &Service{cfg: cfg, log: log, kube: kubeClient, argo: argo, dyn: dyn, sender: overrides{client, cfg.Overrides}, reg: prometheus.NewRegistry()}
 	return s.Run(ctx)
 }
 
@@ -82,6 +87,7 @@ type Service struct {
 	log    *slog.Logger
 	kube   kubernetes.Interface
 	argo   argoclient.Interface
+	dyn    dynamic.Interface
 	sender sink.Sender
 	reg    *prometheus.Registry
 
@@ -123,7 +129,11 @@ func (s *Service) Run(ctx context.Context) error {
 		w := watch.New(watch.Config{
 			Cluster: s.cfg.Cluster, AppLabel: s.cfg.AppLabel, TaskLabel: s.cfg.TaskLabel,
 			Namespaces: s.cfg.Namespaces, Resync: s.cfg.Resync, PageSize: s.cfg.ListPageSize,
+			StepRecheck: s.cfg.StepRecheck,
 		}, s.kube, s.argo, sk, watchMetrics, s.log)
+		if s.dyn != nil && s.cfg.ArgoCDNamespace != "" {
+			w.WatchApplications(s.dyn, s.cfg.ArgoCDNamespace)
+		}
 		s.watching.Store(w)
 		var wg sync.WaitGroup
 		wg.Add(1)

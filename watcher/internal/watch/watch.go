@@ -52,6 +52,10 @@ type Config struct {
 	Resync time.Duration
 	// PageSize bounds one list request of a round.
 	PageSize int
+	// StepRecheck is how often the steps that wait for the task function are sent again
+	// (default 10 s): a step that waits on Argo CD is looked at again, a lost event
+	// retried, a step whose time is up failed.
+	StepRecheck time.Duration
 }
 
 // Watcher emits the events of one cluster while Run runs.
@@ -66,12 +70,19 @@ type Watcher struct {
 	now     func() time.Time
 
 	synced atomic.Bool
+
+	workflowInformers []cache.SharedIndexInformer
+	// applications, when set, is the informer of Argo CD Applications (WatchApplications).
+	applications cache.SharedIndexInformer
 }
 
 // New returns a Watcher; metrics may be shared by successive Watchers.
 func New(cfg Config, kube kubernetes.Interface, argo argoclient.Interface, sink Sink, metrics *Metrics, log *slog.Logger) *Watcher {
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 500
+	}
+	if cfg.StepRecheck <= 0 {
+		cfg.StepRecheck = 10 * time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -128,10 +139,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return fmt.Errorf("workflow handler: %w", err)
 		}
 		synced = append(synced, reg.HasSynced)
+		w.workflowInformers = append(w.workflowInformers, wfs)
 		for _, inf := range []cache.SharedIndexInformer{pods, wfs} {
 			wg.Add(1)
 			go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
 		}
+	}
+	if w.applications != nil {
+		// Not waited for: a cluster without Argo CD still has pods and workflows to watch.
+		if _, err := w.applications.AddEventHandler(w.applicationHandler()); err != nil {
+			return fmt.Errorf("application handler: %w", err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); w.applications.RunWithContext(ctx) }()
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx ended
@@ -156,12 +176,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 		backoff = min(2*backoff, w.cfg.Resync)
 	}
 	w.synced.Store(true)
+	w.recheckSteps(nil)
 	t := time.NewTicker(w.cfg.Resync)
 	defer t.Stop()
+	steps := time.NewTicker(w.cfg.StepRecheck)
+	defer steps.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-steps.C:
+			w.recheckSteps(nil)
 		case <-t.C:
 			if err := w.Round(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("full-state round failed; the next one is due at the resync interval", "err", err)
@@ -325,6 +350,9 @@ func (w *Watcher) workflowHandler(inf cache.SharedIndexInformer) cache.ResourceE
 
 func (w *Watcher) workflowChanged(old, wf *wfv1.Workflow) {
 	app := wf.Labels[w.cfg.AppLabel]
+	if app != "" {
+		w.stepsChanged(old, wf, app)
+	}
 	ord := w.order.Of(wf.ResourceVersion)
 	var before events.Workflow
 	if old != nil {
@@ -360,7 +388,9 @@ func slim(obj any) (any, error) {
 	case *wfv1.Workflow:
 		out := &wfv1.Workflow{ObjectMeta: slimMeta(o.ObjectMeta)}
 		out.Spec.WorkflowTemplateRef = o.Spec.WorkflowTemplateRef
-		out.Status = wfv1.WorkflowStatus{Phase: o.Status.Phase, StartedAt: o.Status.StartedAt, FinishedAt: o.Status.FinishedAt, Message: o.Status.Message}
+		out.Spec.Shutdown = o.Spec.Shutdown
+		out.Status = wfv1.WorkflowStatus{Phase: o.Status.Phase, StartedAt: o.Status.StartedAt, FinishedAt: o.Status.FinishedAt, Message: o.Status.Message,
+			Nodes: slimSteps(o.Status.Nodes)}
 		return out, nil
 	}
 	return obj, nil
@@ -525,6 +555,7 @@ type Metrics struct {
 	roundApps     *prometheus.GaugeVec
 	roundDuration prometheus.Histogram
 	invalid       prometheus.Counter
+	steps         prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -541,6 +572,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{Name: "dwp_watcher_events_invalid_total",
 			Help: "Events that could not be built from an object (a bug)."}),
 	}
-	reg.MustRegister(m.changes, m.rounds, m.roundApps, m.roundDuration, m.invalid)
+	m.steps = prometheus.NewCounter(prometheus.CounterOpts{Name: "dwp_watcher_steps_total",
+		Help: "Step events emitted: a CD run's step waiting for the task function, sent again while it waits."})
+	reg.MustRegister(m.changes, m.rounds, m.roundApps, m.roundDuration, m.invalid, m.steps)
 	return m
 }
