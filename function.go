@@ -18,6 +18,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"sigs.k8s.io/yaml"
 
+	"github.com/dwp-sre/dwp-sre/functions/gitops"
 	"github.com/dwp-sre/dwp-sre/functions/summaries"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
@@ -51,6 +52,7 @@ func families() []family {
 	return []family{
 		workflows.New(),
 		summaries.New(),
+		gitops.New(),
 	}
 }
 

@@ -31,6 +31,9 @@ const (
 	EnvAppLabel = "DWP_APP_LABEL"
 	// EnvTaskLabel is the label naming the kind of task a workflow performs.
 	EnvTaskLabel = "DWP_TASK_LABEL"
+	// EnvRunKeyFile is the file holding the key that seals CD runs (at least 32 bytes; the
+	// same for every replica). Without it, CD Task Runners cannot be submitted.
+	EnvRunKeyFile = "DWP_RUN_KEY_FILE"
 	// EnvClientCacheTTL is how long the API clients made for one bearer token are reused.
 	EnvClientCacheTTL = "DWP_CLIENT_CACHE_TTL"
 )
@@ -46,6 +49,7 @@ type Config struct {
 	AppLabel           string
 	TaskLabel          string
 	ClientCacheTTL     time.Duration
+	RunKeyFile         string
 }
 
 // Defaults of the configuration.
@@ -68,6 +72,7 @@ func ParseConfig(cfg map[string]string) (Config, error) {
 		AppLabel:           or(cfg[EnvAppLabel], DefaultAppLabel),
 		TaskLabel:          or(cfg[EnvTaskLabel], DefaultTaskLabel),
 		ClientCacheTTL:     DefaultClientCacheTTL,
+		RunKeyFile:         cfg[EnvRunKeyFile],
 	}
 	var errs []error
 	if v := cfg[EnvClientCacheTTL]; v != "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/workflows/archive"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
@@ -26,7 +27,9 @@ type Family struct {
 	// only for CloudEvents, which carry no user.
 	service *Clients
 	archive archive.Archive
-	now     func() time.Time
+	// runKey seals CD runs; nil when none is configured (CD runs are refused).
+	runKey cdrun.Key
+	now    func() time.Time
 }
 
 // New returns the family, configured by Start.
@@ -62,6 +65,11 @@ func (f *Family) Start(ctx context.Context, cfg map[string]string) error {
 	case c.ArchiveDSN != "":
 		if arch, err = archive.NewPostgres(ctx, c.ArchiveDSN, c.ArchiveClusterName, c.ArchiveInstanceID); err != nil {
 			return err
+		}
+	}
+	if c.RunKeyFile != "" {
+		if f.runKey, err = cdrun.LoadKey(c.RunKeyFile); err != nil {
+			return fmt.Errorf("%s: %w", EnvRunKeyFile, err)
 		}
 	}
 	f.cfg, f.service, f.archive = c, service, arch

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/workflows/archive"
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
@@ -86,18 +87,19 @@ func (f *Family) submit(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return err
 	}
 	var spec *wfv1.WorkflowSpec
+	var tmeta metav1.ObjectMeta
 	if p.kind == KindClusterWorkflowTemplate {
 		t, err := c.Argo.ArgoprojV1alpha1().ClusterWorkflowTemplates().Get(ctx, p.template, metav1.GetOptions{})
 		if err != nil {
 			return templateError(err, p.kind, "", p.template)
 		}
-		spec = &t.Spec
+		spec, tmeta = &t.Spec, t.ObjectMeta
 	} else {
 		t, err := c.Argo.ArgoprojV1alpha1().WorkflowTemplates(ns).Get(ctx, p.template, metav1.GetOptions{})
 		if err != nil {
 			return templateError(err, p.kind, ns, p.template)
 		}
-		spec = &t.Spec
+		spec, tmeta = &t.Spec, t.ObjectMeta
 	}
 	if err := p.checkAgainst(spec); err != nil {
 		return err
@@ -106,7 +108,17 @@ func (f *Family) submit(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return err
 	}
-	created, err := c.Argo.ArgoprojV1alpha1().Workflows(ns).Create(ctx, p.workflow(ns, username, &f.cfg), metav1.CreateOptions{})
+	var annotations map[string]string
+	if kind := tmeta.Annotations[cdrun.AnnotationTemplateKind]; kind != "" {
+		if annotations, err = f.cdRun(ctx, c, ns, kind, &p, spec, username); err != nil {
+			return err
+		}
+	}
+	wf := p.workflow(ns, username, &f.cfg)
+	for k, v := range annotations {
+		wf.Annotations[k] = v
+	}
+	created, err := c.Argo.ArgoprojV1alpha1().Workflows(ns).Create(ctx, wf, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create workflow: %w", err)
 	}
