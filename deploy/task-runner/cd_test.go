@@ -51,7 +51,7 @@ func template(kind string) wfv1.ClusterWorkflowTemplate {
 			Name:   "dwp-cd-" + kind,
 			Labels: map[string]string{"app.kubernetes.io/part-of": "dwp-sre"},
 			Annotations: map[string]string{
-				cdrun.AnnotationTemplateKind:          kind,
+				cdrun.AnnotationTemplateKind:        kind,
 				"workflows.argoproj.io/description": descriptions[kind],
 			},
 		},
