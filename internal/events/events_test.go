@@ -219,3 +219,31 @@ func TestTruncateMessage(t *testing.T) {
 		t.Error("invalid UTF-8 kept")
 	}
 }
+
+func TestWorkflowStep(t *testing.T) {
+	good := WorkflowStep{Namespace: "shop", App: "web", Workflow: "dwp-cd-app-service-x2b4c", UID: "u-1", Node: "dwp-cd-app-service-x2b4c-1234567", Step: "gitops-sync", Ordering: 7}
+	e, err := NewWorkflowStepEvent("c", good, 3, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := DecodeWorkflowStep(e); err != nil || got != good {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	e2, _ := NewWorkflowStepEvent("c", good, 4, t0)
+	if e.ID() == e2.ID() {
+		t.Error("two sends of a waiting step share an id: a broker would drop the recheck")
+	}
+	for name, mutate := range map[string]func(s *WorkflowStep){
+		"step without the prefix": func(s *WorkflowStep) { s.Step = "commit" },
+		"bare prefix":             func(s *WorkflowStep) { s.Step = StepTemplatePrefix },
+		"node with a slash":       func(s *WorkflowStep) { s.Node = "a/b" },
+		"no ordering":             func(s *WorkflowStep) { s.Ordering = 0 },
+		"bad namespace":           func(s *WorkflowStep) { s.Namespace = "Shop" },
+	} {
+		s := good
+		mutate(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

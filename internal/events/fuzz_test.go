@@ -24,6 +24,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(2), `{"kind":"pods","pods":[{}]}`, "", "")
 	f.Add(uint8(3), `{"kind":"workflows","revision":"1","apps":[{"namespace":"a","app":"-"}]}`, "", "1")
 	f.Add(uint8(0), "\x00\xff{", "/", "18446744073709551616")
+	f.Add(uint8(4), `{"namespace":"shop","app":"web","workflow":"dwp-cd-app-service-x2b4c","uid":"u-1","node":"dwp-cd-app-service-x2b4c-1234","step":"gitops-commit","ordering":"7"}`, "shop/web", "7")
+	f.Add(uint8(4), `{"namespace":"shop","app":"web","workflow":"w","uid":"u","node":"w-1","step":"commit","ordering":"7"}`, "shop/web", "7")
 	f.Fuzz(func(t *testing.T, which uint8, data, subject, ordering string) {
 		e := event.New()
 		e.SetID("1")
@@ -34,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		e.DataEncoded = []byte(data)
 		e.SetDataContentType(ContentType)
-		switch which % 4 {
+		switch which % 5 {
 		case 0:
 			e.SetType(TypePodChanged)
 			_, deleted, got, err := DecodePod(e)
@@ -82,6 +84,18 @@ func FuzzDecode(f *testing.F) {
 				_, got2, err := DecodeClusterSnapshot(again)
 				if err != nil || len(got2.Apps) != len(got.Apps) || (len(got.Apps) > 0 && !reflect.DeepEqual(got2.Apps, got.Apps)) {
 					t.Fatalf("cluster snapshot does not round-trip: %v", err)
+				}
+			}
+		case 4:
+			e.SetType(TypeWorkflowStep)
+			_, got, err := DecodeWorkflowStep(e)
+			if err == nil {
+				again, err := NewWorkflowStepEvent("c", got, 1, t0)
+				if err != nil {
+					t.Fatalf("accepted step cannot be rebuilt: %v", err)
+				}
+				if _, got2, err := DecodeWorkflowStep(again); err != nil || got2 != got {
+					t.Fatalf("step does not round-trip: %v", err)
 				}
 			}
 		}
