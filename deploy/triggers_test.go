@@ -30,7 +30,7 @@ func TestTriggersMatchTheFunctionsEventTypes(t *testing.T) {
 	}
 	want := []string{
 		events.TypePodChanged, events.TypePodDeleted, events.TypeWorkflowChanged, events.TypeWorkflowDeleted,
-		events.TypeAppSnapshot, events.TypeClusterSnapshot, events.TypeWorkflowFinished, events.TypeWorkflowStep,
+		events.TypeAppSnapshot, events.TypeClusterSnapshot, events.TypeWorkflowFinished, events.TypeWorkflowStep, events.TypeWorkflowSucceeded,
 	}
 	slices.Sort(got)
 	slices.Sort(want)

@@ -15,6 +15,7 @@ import (
 const (
 	EnvKubeconfig = "DWP_KUBECONFIG"
 	EnvAppLabel   = "DWP_APP_LABEL"
+	EnvTaskLabel  = "DWP_TASK_LABEL"
 	EnvRunKeyFile = "DWP_RUN_KEY_FILE"
 	// EnvRepo is the GitOps repository's URL (http or https); empty turns CD runs off.
 	EnvRepo = "DWP_GITOPS_REPO"
@@ -32,6 +33,11 @@ const (
 	EnvArgoCDProject = "DWP_ARGOCD_PROJECT"
 	// EnvDestination is the API server Argo CD deploys to, as Argo CD names it.
 	EnvDestination = "DWP_ARGOCD_DESTINATION"
+	// EnvCITemplate is the ClusterWorkflowTemplate (or WorkflowTemplate) of CI runs whose
+	// success deploys their image (CI → CD) in apps that opted in.
+	EnvCITemplate = "DWP_CI_TEMPLATE"
+	// EnvAppServiceTemplate is the ClusterWorkflowTemplate CI → CD submits.
+	EnvAppServiceTemplate = "DWP_CD_APP_SERVICE_TEMPLATE"
 	// EnvTimeout is how long a run waits for Argo CD to report its revision Synced and
 	// Healthy, unless the run's own timeout parameter says otherwise.
 	EnvTimeout = "DWP_CD_TIMEOUT"
@@ -39,18 +45,21 @@ const (
 
 // Config is the gitops family's configuration.
 type Config struct {
-	Kubeconfig      string
-	AppLabel        string
-	RunKeyFile      string
-	Repo            string
-	Branch          string
-	Root            string
-	Username        string
-	Password        string
-	ArgoCDNamespace string
-	Project         string
-	Destination     string
-	Timeout         time.Duration
+	Kubeconfig         string
+	AppLabel           string
+	TaskLabel          string
+	RunKeyFile         string
+	CITemplate         string
+	AppServiceTemplate string
+	Repo               string
+	Branch             string
+	Root               string
+	Username           string
+	Password           string
+	ArgoCDNamespace    string
+	Project            string
+	Destination        string
+	Timeout            time.Duration
 }
 
 // ParseConfig reads the family's keys from cfg and checks them.
@@ -62,17 +71,20 @@ func ParseConfig(cfg map[string]string) (Config, error) {
 		return v
 	}
 	c := Config{
-		Kubeconfig:      cfg[EnvKubeconfig],
-		AppLabel:        or(cfg[EnvAppLabel], "app"),
-		RunKeyFile:      cfg[EnvRunKeyFile],
-		Repo:            cfg[EnvRepo],
-		Branch:          or(cfg[EnvBranch], "main"),
-		Root:            strings.Trim(or(cfg[EnvRoot], "apps"), "/"),
-		Username:        cfg[EnvUsername],
-		ArgoCDNamespace: or(cfg[EnvArgoCDNamespace], "argocd"),
-		Project:         or(cfg[EnvArgoCDProject], "dwp"),
-		Destination:     or(cfg[EnvDestination], "https://kubernetes.default.svc"),
-		Timeout:         10 * time.Minute,
+		Kubeconfig:         cfg[EnvKubeconfig],
+		AppLabel:           or(cfg[EnvAppLabel], "app"),
+		TaskLabel:          or(cfg[EnvTaskLabel], "dwp.io/task"),
+		CITemplate:         or(cfg[EnvCITemplate], "dwp-ci"),
+		AppServiceTemplate: or(cfg[EnvAppServiceTemplate], "dwp-cd-app-service"),
+		RunKeyFile:         cfg[EnvRunKeyFile],
+		Repo:               cfg[EnvRepo],
+		Branch:             or(cfg[EnvBranch], "main"),
+		Root:               strings.Trim(or(cfg[EnvRoot], "apps"), "/"),
+		Username:           cfg[EnvUsername],
+		ArgoCDNamespace:    or(cfg[EnvArgoCDNamespace], "argocd"),
+		Project:            or(cfg[EnvArgoCDProject], "dwp"),
+		Destination:        or(cfg[EnvDestination], "https://kubernetes.default.svc"),
+		Timeout:            10 * time.Minute,
 	}
 	var errs []error
 	if c.Repo != "" {
@@ -93,13 +105,16 @@ func ParseConfig(cfg map[string]string) (Config, error) {
 			break
 		}
 	}
-	for key, v := range map[string]string{EnvArgoCDNamespace: c.ArgoCDNamespace, EnvArgoCDProject: c.Project} {
+	for key, v := range map[string]string{EnvArgoCDNamespace: c.ArgoCDNamespace, EnvArgoCDProject: c.Project,
+		EnvCITemplate: c.CITemplate, EnvAppServiceTemplate: c.AppServiceTemplate} {
 		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("%s=%q: %s", key, v, strings.Join(msgs, "; ")))
 		}
 	}
-	if msgs := validation.IsQualifiedName(c.AppLabel); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("%s=%q: %s", EnvAppLabel, c.AppLabel, strings.Join(msgs, "; ")))
+	for key, v := range map[string]string{EnvAppLabel: c.AppLabel, EnvTaskLabel: c.TaskLabel} {
+		if msgs := validation.IsQualifiedName(v); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: %s", key, v, strings.Join(msgs, "; ")))
+		}
 	}
 	if v := cfg[EnvTimeout]; v != "" {
 		d, err := time.ParseDuration(v)

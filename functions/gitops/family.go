@@ -13,6 +13,11 @@
 //   - gitops-delete deletes the Application with the objects it created, then the app's
 //     folder.
 //
+// CI → CD: when a CI run of an app succeeds (io.dwp.workflow.succeeded.v1) and the app's
+// last app-service run opted in (auto-deploy=true), the family submits an app-service run
+// of the image the CI run pushed, with the app's settings, for the CI run's submitter
+// (checked as at a submit).
+//
 // Only runs sealed by the function at submit (functions/gitops/cdrun) are performed: the
 // submit checked the parameters and the user's rights. Every step is idempotent; the
 // events arrive at least once and in any order. A stopped workflow's running sync is
@@ -28,6 +33,7 @@ import (
 	wfclientset "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/julienschmidt/httprouter"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/gitops/gitrepo"
@@ -40,6 +46,7 @@ import (
 type Family struct {
 	cfg  Config
 	argo wfclientset.Interface
+	kube kubernetes.Interface
 	dyn  dynamic.Interface
 	repo *gitrepo.Repo
 	key  cdrun.Key
@@ -62,6 +69,9 @@ func (f *Family) Start(_ context.Context, cfg map[string]string) error {
 	}
 	if f.argo, err = wfclientset.NewForConfig(rc); err != nil {
 		return fmt.Errorf("argo client: %w", err)
+	}
+	if f.kube, err = kubernetes.NewForConfig(rc); err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	if f.dyn, err = dynamic.NewForConfig(rc); err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
@@ -87,4 +97,5 @@ func (f *Family) Routes(*httprouter.Router) {}
 // Events registers the step handler.
 func (f *Family) Events(er *eventrouter.Router) {
 	er.Handle(events.TypeWorkflowStep, f.onStep)
+	er.Handle(events.TypeWorkflowSucceeded, f.onSucceeded)
 }

@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -177,6 +178,13 @@ func (f *Family) commit(ctx context.Context, st *step) (outcome, error) {
 	}
 	folder := f.cfg.appFolder(ns, run.App)
 	msg := fmt.Sprintf("%s\n\nRun: %s/%s\nSubmitted-by: %s\n", spec.Summary(), ns, st.wf.Name, run.User)
+	if run.Kind == string(manifest.KindAppService) {
+		settings, err := json.MarshalIndent(run.Params, "", "  ")
+		if err != nil {
+			return outcome{}, fmt.Errorf("encode the app's settings: %w", err)
+		}
+		files[ParamsFile] = append(settings, '\n')
+	}
 	res, err := f.repo.Update(ctx, author(run.User), msg, func(fsys billy.Filesystem) error {
 		return writeFolder(fsys, folder, files, spec.Owns)
 	})

@@ -1,18 +1,14 @@
 package workflows
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"net/http"
-	"strings"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/gitops/manifest"
@@ -36,11 +32,8 @@ func (f *Family) cdRun(ctx context.Context, c *caller, ns, kind string, p *submi
 			Field: "submitOptions.entryPoint", Detail: "a CD Task Runner always runs from its own entrypoint"})
 	}
 	params := effectiveParams(spec, p.params)
-	var rendered []schemaResource
-	switch kind {
-	case cdrun.KindAppDelete:
-		rendered = deleteResources
-	default:
+	resources := cdrun.DeleteResources
+	if kind != cdrun.KindAppDelete {
 		s, errs := manifest.Parse(manifest.Kind(kind), manifest.Target{Namespace: ns, App: p.app, AppLabel: f.cfg.AppLabel}, params)
 		if len(errs) > 0 {
 			fes := make([]problem.FieldError, len(errs))
@@ -56,10 +49,17 @@ func (f *Family) cdRun(ctx context.Context, c *caller, ns, kind string, p *submi
 			}
 			return nil, problem.BadRequest("the run's parameters are invalid: nothing was committed", fes...)
 		}
-		rendered = resourcesOf(s)
+		var err error
+		if resources, err = manifest.Resources(s); err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
 	}
-	if err := c.mayDeploy(ctx, kind, ns, p.app, rendered); err != nil {
+	denied, err := cdrun.Denied(ctx, cdrun.Rights(kind, ns, p.app, resources), c.review)
+	if err != nil {
 		return nil, err
+	}
+	if len(denied) > 0 {
+		return nil, problem.Forbidden("you may not deploy this run: " + cdrun.DeniedError(denied) + "; nothing was committed")
 	}
 	// The seal binds the workflow's name, so the name is chosen here, not by the API server.
 	if p.name == "" {
@@ -105,113 +105,13 @@ func randomSuffix() string {
 	return string(b)
 }
 
-// schemaResource is one kind of object a run writes: its API group and resource.
-type schemaResource struct{ group, resource string }
-
-// deleteResources are what an app-delete removes: an app service's objects at least.
-var deleteResources = []schemaResource{{"apps", "deployments"}, {"", "services"}}
-
-// resourcesOf are the kinds of objects s renders, read from its own files, so that the
-// check follows what is really written.
-func resourcesOf(s manifest.Spec) []schemaResource {
-	files, err := s.Files()
+// review asks the API server whether the caller may do a (SelfSubjectAccessReview).
+func (c *caller) review(ctx context.Context, a authorizationv1.ResourceAttributes) (bool, error) {
+	r, err := c.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a},
+	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil
+		return false, err
 	}
-	seen := map[schemaResource]bool{}
-	var out []schemaResource
-	for _, b := range files {
-		for _, gk := range groupKinds(b) {
-			r := schemaResource{gk.Group, strings.ToLower(gk.Kind) + "s"}
-			if gk.Kind == "Ingress" {
-				r.resource = "ingresses"
-			}
-			if gk.Kind == "HorizontalPodAutoscaler" {
-				r.resource = "horizontalpodautoscalers"
-			}
-			if !seen[r] {
-				seen[r] = true
-				out = append(out, r)
-			}
-		}
-	}
-	return out
-}
-
-// mayDeploy asks the API server whether the caller may create and update (delete, for
-// app-delete) every kind of object the run writes, in the namespace it writes them to.
-// The function writes them through Argo CD with its own rights; this is what keeps a user
-// from deploying where Kubernetes would not let them.
-func (c *caller) mayDeploy(ctx context.Context, kind, ns, app string, rs []schemaResource) error {
-	verbs := []string{"create", "update"}
-	if kind == cdrun.KindAppDelete {
-		verbs = []string{"delete"}
-	}
-	target := ns
-	if kind == string(manifest.KindProject) {
-		target = app // a project's objects live in its own namespace
-	}
-	var denied []string
-	for _, r := range rs {
-		namespace := target
-		if r.group == "" && r.resource == "namespaces" {
-			namespace = ""
-		}
-		for _, verb := range verbs {
-			review, err := c.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: namespace, Verb: verb, Group: r.group, Resource: r.resource,
-				}},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				return fmt.Errorf("access review: %w", err)
-			}
-			if !review.Status.Allowed {
-				what := r.resource
-				if r.group != "" {
-					what += "." + r.group
-				}
-				if namespace != "" {
-					what += " in namespace " + namespace
-				}
-				denied = append(denied, verb+" "+what)
-			}
-		}
-	}
-	if len(denied) > 0 {
-		return problem.Forbidden(fmt.Sprintf("you may not deploy this run: it needs %s; nothing was committed", strings.Join(denied, ", ")))
-	}
-	return nil
-}
-
-// groupKinds are the group and kind of every object of a YAML file (documents, and the
-// items of a List).
-func groupKinds(b []byte) []schema.GroupKind {
-	var out []schema.GroupKind
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		var obj struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-			Items      []struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-			} `json:"items"`
-		}
-		if err := dec.Decode(&obj); err != nil {
-			return out
-		}
-		add := func(apiVersion, kind string) {
-			if gv, err := schema.ParseGroupVersion(apiVersion); err == nil && kind != "" {
-				out = append(out, gv.WithKind(kind).GroupKind())
-			}
-		}
-		if strings.HasSuffix(obj.Kind, "List") {
-			for _, it := range obj.Items {
-				add(it.APIVersion, it.Kind)
-			}
-			continue
-		}
-		add(obj.APIVersion, obj.Kind)
-	}
+	return r.Status.Allowed, nil
 }

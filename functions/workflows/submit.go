@@ -323,42 +323,72 @@ func (p *submitParams) checkAgainst(spec *wfv1.WorkflowSpec) error {
 	return nil
 }
 
-// workflow builds the Workflow to create: a reference to the template (so the controller
-// runs the template as it is when the workflow starts), the parameters, and the labels
-// that make it findable in the app's history.
+// workflow builds the Workflow a submit creates.
 func (p *submitParams) workflow(ns, username string, cfg *Config) *wfv1.Workflow {
+	r := Run{
+		Namespace: ns, Template: p.template, ClusterScope: p.kind == KindClusterWorkflowTemplate,
+		App: p.app, Task: p.taskType, User: username, Labels: p.labels,
+		Name: p.name, GenerateName: p.generateName, EntryPoint: p.entryPoint, ServiceAccount: p.serviceAccount,
+	}
+	for _, kv := range p.params {
+		r.Params = append(r.Params, Param{kv.name, kv.value})
+	}
+	return r.Workflow(cfg)
+}
+
+// Run is a workflow to create from a template on a user's behalf.
+type Run struct {
+	Namespace, Template string
+	ClusterScope        bool
+	App, Task           string
+	// User is who the run is for, recorded as AnnotationSubmittedBy and LabelCreator.
+	User               string
+	Labels             map[string]string // extra labels
+	Name, GenerateName string
+	EntryPoint         string
+	ServiceAccount     string
+	Params             []Param
+}
+
+// Param is one parameter of a Run.
+type Param struct{ Name, Value string }
+
+// Workflow is the Workflow of r: a reference to the template (so the controller runs the
+// template as it is when the workflow starts), the parameters, and the labels that make
+// it findable in the app's history.
+func (r Run) Workflow(cfg *Config) *wfv1.Workflow {
 	labels := map[string]string{}
-	for k, v := range p.labels {
+	for k, v := range r.Labels {
 		labels[k] = v
 	}
-	labels[cfg.AppLabel] = p.app
-	labels[cfg.TaskLabel] = p.taskType
-	ref := &wfv1.WorkflowTemplateRef{Name: p.template}
-	if p.kind == KindClusterWorkflowTemplate {
+	labels[cfg.AppLabel] = r.App
+	labels[cfg.TaskLabel] = r.Task
+	ref := &wfv1.WorkflowTemplateRef{Name: r.Template}
+	if r.ClusterScope {
 		ref.ClusterScope = true
-		labels[LabelClusterWorkflowTemplate] = p.template
+		labels[LabelClusterWorkflowTemplate] = r.Template
 	} else {
-		labels[LabelWorkflowTemplate] = p.template
+		labels[LabelWorkflowTemplate] = r.Template
 	}
-	if creator := labelSafe(username); creator != "" {
+	if creator := labelSafe(r.User); creator != "" {
 		labels[LabelCreator] = creator
 	}
 	wf := &wfv1.Workflow{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:         p.name,
-			GenerateName: p.generateName,
-			Namespace:    ns,
+			Name:         r.Name,
+			GenerateName: r.GenerateName,
+			Namespace:    r.Namespace,
 			Labels:       labels,
-			Annotations:  map[string]string{AnnotationSubmittedBy: username},
+			Annotations:  map[string]string{AnnotationSubmittedBy: r.User},
 		},
 		Spec: wfv1.WorkflowSpec{
 			WorkflowTemplateRef: ref,
-			Entrypoint:          p.entryPoint,
-			ServiceAccountName:  p.serviceAccount,
+			Entrypoint:          r.EntryPoint,
+			ServiceAccountName:  r.ServiceAccount,
 		},
 	}
-	for _, kv := range p.params {
-		wf.Spec.Arguments.Parameters = append(wf.Spec.Arguments.Parameters, wfv1.Parameter{Name: kv.name, Value: wfv1.AnyStringPtr(kv.value)})
+	for _, p := range r.Params {
+		wf.Spec.Arguments.Parameters = append(wf.Spec.Arguments.Parameters, wfv1.Parameter{Name: p.Name, Value: wfv1.AnyStringPtr(p.Value)})
 	}
 	return wf
 }

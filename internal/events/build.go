@@ -75,3 +75,15 @@ func NewClusterSnapshotEvent(cluster string, s ClusterSnapshot, now time.Time) (
 	id := "snapshot." + s.Kind + "." + s.Revision.String()
 	return newEvent(cluster, TypeClusterSnapshot, id, "", s.Revision, s, now)
 }
+
+// NewWorkflowSucceededEvent is the event saying that a workflow of an app has just
+// succeeded. Its id is the same for every send: one workflow succeeds once.
+func NewWorkflowSucceededEvent(cluster string, w Workflow, now time.Time) (event.Event, error) {
+	if err := w.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("workflow %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	if w.Phase != "Succeeded" {
+		return event.Event{}, fmt.Errorf("workflow %s/%s is %s, not Succeeded", w.Namespace, w.Name, w.Phase)
+	}
+	return newEvent(cluster, TypeWorkflowSucceeded, "workflow."+w.UID+".succeeded", Subject(w.Namespace, w.App), w.Ordering, w, now)
+}

@@ -51,6 +51,26 @@ func DecodeWorkflow(e event.Event) (cluster string, deleted bool, w Workflow, er
 	return cluster, e.Type() == TypeWorkflowDeleted, w, nil
 }
 
+// DecodeWorkflowSucceeded reads a TypeWorkflowSucceeded event.
+func DecodeWorkflowSucceeded(e event.Event) (cluster string, w Workflow, err error) {
+	if cluster, err = envelope(e, TypeWorkflowSucceeded); err != nil {
+		return "", Workflow{}, err
+	}
+	if err = decodeData(e, &w); err != nil {
+		return "", Workflow{}, err
+	}
+	if err = w.Validate(); err != nil {
+		return "", Workflow{}, fmt.Errorf("invalid data: %w", err)
+	}
+	if w.Phase != "Succeeded" {
+		return "", Workflow{}, fmt.Errorf("invalid data: phase %q is not Succeeded", w.Phase)
+	}
+	if err = subjectAndOrdering(e, Subject(w.Namespace, w.App), w.Ordering); err != nil {
+		return "", Workflow{}, err
+	}
+	return cluster, w, nil
+}
+
 // DecodeAppSnapshot reads a TypeAppSnapshot event.
 func DecodeAppSnapshot(e event.Event) (cluster string, s AppSnapshot, err error) {
 	if cluster, err = envelope(e, TypeAppSnapshot); err != nil {

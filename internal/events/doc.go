@@ -59,6 +59,10 @@
 // then at its resync interval, so that summaries converge after any loss, a restart of
 // Redis or of the watcher.
 //
+// io.dwp.workflow.succeeded.v1 (TypeWorkflowSucceeded), data Workflow: a workflow of an
+// app has just become Succeeded; the task function deploys what a CI run built when the
+// app opted in (CI → CD). Sent once per workflow (its id says which), at least once.
+//
 // io.dwp.workflow.step.v1 (TypeWorkflowStep), data WorkflowStep: a node of a workflow of
 // an app, a suspend template named StepTemplatePrefix..., is running: it waits for the
 // task function to do its work (commit to the GitOps repository, wait for Argo CD, delete)

@@ -36,7 +36,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		e.DataEncoded = []byte(data)
 		e.SetDataContentType(ContentType)
-		switch which % 5 {
+		switch which % 6 {
 		case 0:
 			e.SetType(TypePodChanged)
 			_, deleted, got, err := DecodePod(e)
@@ -96,6 +96,18 @@ func FuzzDecode(f *testing.F) {
 				}
 				if _, got2, err := DecodeWorkflowStep(again); err != nil || got2 != got {
 					t.Fatalf("step does not round-trip: %v", err)
+				}
+			}
+		case 5:
+			e.SetType(TypeWorkflowSucceeded)
+			_, got, err := DecodeWorkflowSucceeded(e)
+			if err == nil {
+				again, err := NewWorkflowSucceededEvent("c", got, t0)
+				if err != nil {
+					t.Fatalf("accepted success cannot be rebuilt: %v", err)
+				}
+				if _, got2, err := DecodeWorkflowSucceeded(again); err != nil || got2.UID != got.UID {
+					t.Fatalf("success does not round-trip: %v", err)
 				}
 			}
 		}

@@ -15,6 +15,9 @@ const (
 	TypeAppSnapshot     = "io.dwp.app.snapshot.v1"
 	TypeClusterSnapshot = "io.dwp.cluster.snapshot.v1"
 
+	// TypeWorkflowSucceeded says that a workflow of an app has just succeeded (CI → CD).
+	TypeWorkflowSucceeded = "io.dwp.workflow.succeeded.v1"
+
 	// TypeWorkflowStep says that a step of a CD run waits for the task function.
 	TypeWorkflowStep = "io.dwp.workflow.step.v1"
 

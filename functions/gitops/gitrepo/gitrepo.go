@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/memfs"
+	"github.com/go-git/go-billy/v5/util"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -153,4 +155,22 @@ func (r *Repo) Head(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s has no branch %s", r.URL, r.Branch)
+}
+
+// ErrNotFound means a file is not on the branch.
+var ErrNotFound = errors.New("not in the repository")
+
+// ReadFile reads one file at the branch's head.
+func (r *Repo) ReadFile(ctx context.Context, name string) ([]byte, error) {
+	fs := memfs.New()
+	if _, err := git.CloneContext(ctx, memory.NewStorage(), fs, &git.CloneOptions{
+		URL: r.URL, Auth: r.auth(), ReferenceName: r.branch(), SingleBranch: true, Tags: git.NoTags, Depth: 1,
+	}); err != nil {
+		return nil, fmt.Errorf("clone %s (branch %s): %w", r.URL, r.Branch, err)
+	}
+	b, err := util.ReadFile(fs, name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	return b, err
 }

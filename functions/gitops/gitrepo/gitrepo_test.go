@@ -2,6 +2,7 @@ package gitrepo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -111,6 +112,12 @@ func TestUpdate(t *testing.T) {
 	}
 	if _, ok := show(t, dir, "apps/demo/shop/a.yaml"); ok {
 		t.Fatal("the deleted folder is still in the branch")
+	}
+	if _, err := r.ReadFile(ctx, "apps/demo/shop/a.yaml"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadFile of a deleted file = %v, want ErrNotFound", err)
+	}
+	if b, err := r.ReadFile(ctx, "README.md"); err != nil || string(b) != "GitOps\n" {
+		t.Fatalf("ReadFile = %q, %v", b, err)
 	}
 	if head, err := r.Head(ctx); err != nil || head != del.Revision {
 		t.Fatalf("Head = %s, %v; want %s", head, err, del.Revision)

@@ -49,6 +49,8 @@ type autoscaling struct {
 
 func parseAppService(t Target, r *reader) *appService {
 	s := &appService{target: t, image: r.image("image"), resources: r.resources()}
+	// Read for its validation only: the task function acts on it, the objects do not show it.
+	_ = r.get(AutoDeploy)
 	port, _ := r.int("port", 1, 65535)
 	replicas, _ := r.int("replicas", 0, maxReplicas)
 	s.port, s.replicas = int32(port), int32(replicas)

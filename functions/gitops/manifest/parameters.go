@@ -13,6 +13,9 @@ type Parameter struct {
 
 // CommonParameters are the parameters every run may carry besides its kind's: the run itself
 // uses them, so Parse neither reads nor rejects them.
+// AutoDeploy is the app-service parameter by which an app opts in to CI → CD.
+const AutoDeploy = "auto-deploy"
+
 var CommonParameters = map[string]bool{"kind": true, "timeout": true}
 
 // Parameters lists the parameters a kind of run reads, in the order of a form; nil for an
@@ -59,6 +62,8 @@ var parameters = map[Kind][]Parameter{
 			{Name: "hpa-min", Default: "1", Description: "Autoscaling: least replicas, 1 to hpa-max."},
 			{Name: "hpa-max", Description: "Autoscaling: most replicas, up to 50; no autoscaling when empty. Needs cpu-request."},
 			{Name: "hpa-cpu-target", Default: "80", Description: "Autoscaling: target CPU use, percent of the request, 1 to 100."},
+			{Name: AutoDeploy, Default: "false", Enum: []string{"true", "false"},
+				Description: "Deploy every image a successful CI run of the app (dwp-ci) pushes, with these settings."},
 		},
 	),
 	KindJob: slices.Concat(

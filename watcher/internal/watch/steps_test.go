@@ -88,3 +88,35 @@ func TestSlimKeepsOnlyWaitingSteps(t *testing.T) {
 		t.Fatalf("slim node %+v", n)
 	}
 }
+
+// A workflow that becomes Succeeded is announced once (CI → CD); one seen already
+// succeeded, or changing after, is not.
+func TestSucceededEvents(t *testing.T) {
+	running := cdWorkflow("2", "")
+	running.CreationTimestamp = metav1.Now()
+	done := running.DeepCopy()
+	done.ResourceVersion = "3"
+	done.Status.Phase = wfv1.WorkflowSucceeded
+	later := done.DeepCopy()
+	later.ResourceVersion = "4"
+	later.Status.Message = "archived"
+	tests := []struct {
+		name     string
+		old, new *wfv1.Workflow
+		want     int
+	}{
+		{"becomes Succeeded", running, done, 1},
+		{"first seen Succeeded", nil, done, 0},
+		{"changes after", done, later, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			w := New(Config{Cluster: "c1", AppLabel: "app", TaskLabel: "dwp.io/task"}, nil, nil, rec, NewMetrics(prometheus.NewRegistry()), quiet())
+			w.workflowChanged(tt.old, tt.new)
+			if got := rec.count(events.TypeWorkflowSucceeded); got != tt.want {
+				t.Fatalf("%d succeeded events, want %d", got, tt.want)
+			}
+		})
+	}
+}

@@ -372,6 +372,10 @@ func (w *Watcher) workflowChanged(old, wf *wfv1.Workflow) {
 		return
 	}
 	w.emitWorkflow(s, false)
+	if old != nil && s.Phase == string(wfv1.WorkflowSucceeded) && before.Phase != s.Phase {
+		e, err := events.NewWorkflowSucceededEvent(w.cfg.Cluster, s, w.now())
+		w.emit(objectKey("succeeded", s.Namespace, s.App, s.UID), s.Ordering, e, err)
+	}
 }
 
 // slim keeps of an object only what the states are made of, so the informers' caches

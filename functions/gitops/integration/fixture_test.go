@@ -1,0 +1,453 @@
+// Package integration_test runs CD Task Runners end to end on the local control plane:
+// the task function's submit and steps, the real watcher binary sending step events,
+// Argo's real workflow-controller running the suspend steps, the plane's git server as
+// the GitOps repository, and the real Argo CD syncing it (pods run by kwok).
+package integration_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	function "github.com/dwp-sre/dwp-sre"
+	"github.com/dwp-sre/dwp-sre/functions/gitops"
+	"github.com/dwp-sre/dwp-sre/functions/gitops/gitrepo"
+	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+)
+
+func TestMain(m *testing.M) { clustertest.Main(m) }
+
+var applicationsGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// shared is what every test of the binary uses: the CD templates and the AppProject on
+// the plane, the watcher binary.
+var shared struct {
+	once    sync.Once
+	err     error
+	watcher string
+}
+
+func setupShared(t *testing.T, env *clustertest.Env) {
+	t.Helper()
+	shared.once.Do(func() {
+		ctx := context.Background()
+		dyn := env.AdminDynamic(t)
+		resources := map[string]schema.GroupVersionResource{
+			"ClusterWorkflowTemplate": {Group: "argoproj.io", Version: "v1alpha1", Resource: "clusterworkflowtemplates"},
+			"ClusterRole":             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+			"ClusterRoleBinding":      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+		}
+		for _, file := range []string{"cd.yaml", "rbac.yaml"} {
+			b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "task-runner", file))
+			if err != nil {
+				shared.err = err
+				return
+			}
+			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+			for {
+				var u unstructured.Unstructured
+				if err := dec.Decode(&u.Object); err == io.EOF {
+					break
+				} else if err != nil {
+					shared.err = err
+					return
+				}
+				gvr, ok := resources[u.GetKind()]
+				if !ok {
+					continue
+				}
+				if _, err := dyn.Resource(gvr).Apply(ctx, u.GetName(), &u, metav1.ApplyOptions{FieldManager: "cd-test", Force: true}); err != nil {
+					shared.err = fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+					return
+				}
+			}
+		}
+		project := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+			"metadata": map[string]any{"name": "dwp", "namespace": env.ArgoCDNamespace},
+			"spec": map[string]any{
+				"sourceRepos":              []any{env.GitopsRepo},
+				"destinations":             []any{map[string]any{"server": "https://kubernetes.default.svc", "namespace": "*"}},
+				"clusterResourceWhitelist": []any{map[string]any{"group": "", "kind": "Namespace"}},
+			},
+		}}
+		gvr := schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "appprojects"}
+		if _, err := dyn.Resource(gvr).Namespace(env.ArgoCDNamespace).Apply(ctx, "dwp", project, metav1.ApplyOptions{FieldManager: "cd-test", Force: true}); err != nil {
+			shared.err = fmt.Errorf("apply AppProject: %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "cd-watcher")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		shared.watcher = filepath.Join(dir, "watcher")
+		if out, err := exec.Command("go", "build", "-o", shared.watcher, filepath.Join(repoRoot(), "watcher")).CombinedOutput(); err != nil {
+			shared.err = fmt.Errorf("build the watcher: %v\n%s", err, out)
+		}
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+}
+
+// fixture is one test's namespace, with the function and a watcher of that namespace.
+type fixture struct {
+	env   *clustertest.Env
+	ns    string
+	url   string
+	argo  wfclient.Interface
+	kube  kubernetes.Interface
+	dyn   dynamic.Interface
+	repo  *gitrepo.Repo
+	start time.Time
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env := clustertest.Get(t)
+	env.WaitArgoCD(t)
+	setupShared(t, env)
+	ns := env.Namespace(t)
+	env.Grant(t, ns, "alice", "edit")
+	argo, err := wfclient.NewForConfig(env.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "run.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := function.New()
+	ctx := context.Background()
+	if err := f.Start(ctx, map[string]string{
+		workflows.EnvKubeconfig:   env.Kubeconfig,
+		workflows.EnvRunKeyFile:   key,
+		gitops.EnvRepo:            env.GitopsRepo,
+		gitops.EnvArgoCDNamespace: env.ArgoCDNamespace,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
+	t.Cleanup(func() { srv.Close(); _ = f.Stop(context.Background()) })
+	startWatcher(t, env, ns, srv.URL+"/events")
+	// Applications outlive namespaces: delete this test's (their finalizer deletes what
+	// they made) before the namespace goes, or Argo CD keeps syncing into a dead one.
+	dynAdmin := env.AdminDynamic(t)
+	t.Cleanup(func() {
+		_ = dynAdmin.Resource(applicationsGVR).Namespace(env.ArgoCDNamespace).DeleteCollection(context.Background(),
+			metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: events.LabelAppNamespace + "=" + ns})
+	})
+	fx := &fixture{
+		env: env, ns: ns, url: srv.URL, argo: argo,
+		kube: env.AdminClientset(t), dyn: env.AdminDynamic(t),
+		repo: &gitrepo.Repo{URL: env.GitopsRepo, Branch: "main"},
+	}
+	return fx
+}
+
+func startWatcher(t *testing.T, env *clustertest.Env, ns, sink string) {
+	t.Helper()
+	cmd := exec.Command(shared.watcher)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = append(os.Environ(),
+		"K_SINK="+sink,
+		"DWP_KUBECONFIG="+env.Kubeconfig,
+		"DWP_NAMESPACES="+ns,
+		"DWP_LEADER_ELECT=false",
+		"DWP_LISTEN_ADDRESS=127.0.0.1:0",
+		"DWP_STEP_RECHECK_INTERVAL=2s",
+		"DWP_ARGOCD_NAMESPACE="+env.ArgoCDNamespace,
+		"DWP_CLUSTER_NAME="+env.ClusterName,
+	)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("watcher log:\n%s", tail(logs.String(), 40))
+		}
+	})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type answer struct {
+	code int
+	body []byte
+}
+
+func (fx *fixture) call(t *testing.T, method, path, user string, body any) answer {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, fx.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+fx.env.Token(t, user))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{code: resp.StatusCode, body: b}
+}
+
+func (a answer) problem(t *testing.T) problem.Problem {
+	t.Helper()
+	var p problem.Problem
+	if err := json.Unmarshal(a.body, &p); err != nil {
+		t.Fatalf("not a problem: %s", a.body)
+	}
+	return p
+}
+
+// submit submits the CD template as user and returns the workflow's name.
+func (fx *fixture) submit(t *testing.T, user, template, app string, params ...string) answer {
+	t.Helper()
+	return fx.call(t, http.MethodPost, "/api/v1/namespaces/"+fx.ns+"/workflows", user, map[string]any{
+		"resourceKind": "ClusterWorkflowTemplate", "resourceName": template, "app": app,
+		"submitOptions": map[string]any{"parameters": params},
+	})
+}
+
+func (fx *fixture) mustSubmit(t *testing.T, template, app string, params ...string) string {
+	t.Helper()
+	a := fx.submit(t, "alice", template, app, params...)
+	if a.code != http.StatusCreated {
+		t.Fatalf("submit %s: %d %s", template, a.code, a.body)
+	}
+	var r workflows.SubmitResponse
+	if err := json.Unmarshal(a.body, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Name
+}
+
+// waitDone waits for the workflow to end and returns it.
+func (fx *fixture) waitDone(t *testing.T, name string, timeout time.Duration) *wfv1.Workflow {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		wf, err := fx.argo.ArgoprojV1alpha1().Workflows(fx.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wf.Status.Phase.Completed() {
+			return wf
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workflow %s still %s after %s: %s; nodes: %s", name, wf.Status.Phase, timeout, wf.Status.Message, nodes(wf))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func nodes(wf *wfv1.Workflow) string {
+	var parts []string
+	for _, n := range wf.Status.Nodes {
+		if n.Type == wfv1.NodeTypeSuspend {
+			parts = append(parts, fmt.Sprintf("%s=%s(%s)", n.TemplateName, n.Phase, n.Message))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (fx *fixture) succeeded(t *testing.T, name string, timeout time.Duration) *wfv1.Workflow {
+	t.Helper()
+	wf := fx.waitDone(t, name, timeout)
+	if wf.Status.Phase != wfv1.WorkflowSucceeded {
+		t.Fatalf("workflow %s %s: %s; nodes: %s", name, wf.Status.Phase, wf.Status.Message, nodes(wf))
+	}
+	return wf
+}
+
+// stepMessage is the message of the workflow's node of template step.
+func stepMessage(wf *wfv1.Workflow, step string) string {
+	for _, n := range wf.Status.Nodes {
+		if n.TemplateName == step {
+			return n.Message
+		}
+	}
+	return ""
+}
+
+func (fx *fixture) head(t *testing.T) string {
+	t.Helper()
+	h, err := fx.repo.Head(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// commit reads one commit of the GitOps repository and, when path is set, that file at it.
+func (fx *fixture) commit(t *testing.T, rev, path string) (*object.Commit, string, bool) {
+	t.Helper()
+	r, err := git.Clone(memory.NewStorage(), nil, &git.CloneOptions{URL: fx.env.GitopsRepo, ReferenceName: plumbing.NewBranchReferenceName("main"), SingleBranch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.CommitObject(plumbing.NewHash(rev))
+	if err != nil {
+		t.Fatalf("commit %s: %v", rev, err)
+	}
+	if path == "" {
+		return c, "", true
+	}
+	f, err := c.File(path)
+	if err != nil {
+		return c, "", false
+	}
+	s, _ := f.Contents()
+	return c, s, true
+}
+
+func (fx *fixture) application(t *testing.T, app string) (*unstructured.Unstructured, bool) {
+	t.Helper()
+	u, err := fx.dyn.Resource(applicationsGVR).Namespace(fx.env.ArgoCDNamespace).Get(context.Background(), gitops.ApplicationName(fx.ns, app), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, true
+}
+
+// eventually polls check until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// grantWorkflowsOnly lets user submit workflows in ns without any right on what they deploy.
+func grantWorkflowsOnly(t *testing.T, fx *fixture, user string) {
+	t.Helper()
+	name := "dwp-test-workflows-only"
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"argoproj.io"},
+			Resources: []string{"workflows", "workflowtemplates", "clusterworkflowtemplates"},
+			Verbs:     []string{"get", "list", "watch", "create"},
+		}},
+	}
+	if _, err := fx.kube.RbacV1().ClusterRoles().Create(context.Background(), role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	fx.env.Grant(t, fx.ns, user, name)
+}
+
+func argoFor(t *testing.T, fx *fixture, user string) wfclient.Interface {
+	t.Helper()
+	c, err := wfclient.NewForConfig(fx.env.UserConfig(t, user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// grantNamespaces lets user create and manage namespaces and RBAC (a project's).
+func grantNamespaces(t *testing.T, fx *fixture, user string) {
+	t.Helper()
+	name := "dwp-test-projects-" + fx.ns
+	ctx := context.Background()
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"namespaces", "serviceaccounts"}, Verbs: []string{"create", "update", "get"}},
+			{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"rolebindings"}, Verbs: []string{"create", "update", "get"}},
+		},
+	}
+	if _, err := fx.kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
+	}
+	if _, err := fx.kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = fx.kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = fx.kube.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	eventually(t, 30*time.Second, "the namespace right reaches the authorizer", func() error {
+		cs, err := kubernetes.NewForConfig(fx.env.UserConfig(t, user))
+		if err != nil {
+			return err
+		}
+		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "create", Resource: "namespaces"}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if !r.Status.Allowed {
+			return fmt.Errorf("not yet allowed")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,66 @@
+package manifest
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// Resources are the API resources of every object s renders (each once), read from its
+// own files, so that whoever checks a user's rights checks what is really written.
+func Resources(s Spec) ([]schema.GroupResource, error) {
+	files, err := s.Files()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[schema.GroupResource]bool{}
+	var out []schema.GroupResource
+	for _, name := range sortedKeys(files) {
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(files[name]), 4096)
+		for {
+			var obj struct {
+				APIVersion string `json:"apiVersion"`
+				Kind       string `json:"kind"`
+			}
+			if err := dec.Decode(&obj); err != nil {
+				break
+			}
+			if obj.Kind == "" {
+				continue
+			}
+			gv, err := schema.ParseGroupVersion(obj.APIVersion)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			gr := schema.GroupResource{Group: gv.Group, Resource: resourceOf(obj.Kind)}
+			if !seen[gr] {
+				seen[gr] = true
+				out = append(out, gr)
+			}
+		}
+	}
+	return out, nil
+}
+
+// resourceOf is the resource of a kind this package renders (their plurals are regular
+// but for Ingress).
+func resourceOf(kind string) string {
+	r := strings.ToLower(kind)
+	if strings.HasSuffix(r, "s") {
+		return r + "es"
+	}
+	return r + "s"
+}
+
+func sortedKeys(m map[string][]byte) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
