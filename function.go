@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	// CronJob time zones are checked with time.LoadLocation; images need not ship zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/julienschmidt/httprouter"
 	"sigs.k8s.io/yaml"
