@@ -48,9 +48,17 @@
 // io.dwp.workflow.deleted.v1 (TypeWorkflowDeleted), data Workflow: the workflow is gone
 // from the cluster (deleted, or garbage-collected after archiving).
 //
+// io.dwp.application.changed.v1 (TypeApplicationChanged), data Application: the Argo CD
+// Application of an app (in Argo CD's namespace, labelled LabelAppNamespace and LabelApp)
+// was created or changed what the summary shows: sync, health, revision, last operation.
+// Argo CD rewrites other status fields every few seconds; those send nothing.
+//
+// io.dwp.application.deleted.v1 (TypeApplicationDeleted), data Application: the
+// Application is gone, or no longer deploys that app (its labels changed).
+//
 // io.dwp.app.snapshot.v1 (TypeAppSnapshot), data AppSnapshot: the full state of one kind
-// (pods or workflows) of one app at a revision: every live object of that kind. Objects
-// of the app not listed and older than the revision are gone.
+// (pods, workflows or applications) of one app at a revision: every live object of that
+// kind. Objects of the app not listed and older than the revision are gone.
 //
 // io.dwp.cluster.snapshot.v1 (TypeClusterSnapshot), data ClusterSnapshot: the apps that
 // have live objects of one kind at a revision. Apps not listed have none left of that

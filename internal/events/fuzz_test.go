@@ -26,6 +26,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(0), "\x00\xff{", "/", "18446744073709551616")
 	f.Add(uint8(4), `{"namespace":"shop","app":"web","workflow":"dwp-cd-app-service-x2b4c","uid":"u-1","node":"dwp-cd-app-service-x2b4c-1234","step":"gitops-commit","ordering":"7"}`, "shop/web", "7")
 	f.Add(uint8(4), `{"namespace":"shop","app":"web","workflow":"w","uid":"u","node":"w-1","step":"commit","ordering":"7"}`, "shop/web", "7")
+	app, _ := json.Marshal(sampleApplication())
+	f.Add(uint8(6), string(app), "shop/web", "321")
+	f.Add(uint8(6), `{"namespace":"a","app":"b","name":"a.b","uid":"u","ordering":"5","operationMessage":"x"}`, "a/b", "5")
+	f.Add(uint8(6), `{"namespace":"a","app":"b","name":"a.b","uid":"u","ordering":"5","sync":"Synced","revision":"\u00e9"}`, "a/b", "")
 	f.Fuzz(func(t *testing.T, which uint8, data, subject, ordering string) {
 		e := event.New()
 		e.SetID("1")
@@ -36,7 +40,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		e.DataEncoded = []byte(data)
 		e.SetDataContentType(ContentType)
-		switch which % 6 {
+		switch which % 7 {
 		case 0:
 			e.SetType(TypePodChanged)
 			_, deleted, got, err := DecodePod(e)
@@ -108,6 +112,19 @@ func FuzzDecode(f *testing.F) {
 				}
 				if _, got2, err := DecodeWorkflowSucceeded(again); err != nil || got2.UID != got.UID {
 					t.Fatalf("success does not round-trip: %v", err)
+				}
+			}
+		case 6:
+			e.SetType(TypeApplicationChanged)
+			_, deleted, got, err := DecodeApplication(e)
+			if err == nil {
+				again, err := NewApplicationEvent("c", deleted, got, t0)
+				if err != nil {
+					t.Fatalf("accepted application cannot be rebuilt: %v", err)
+				}
+				if _, _, got2, err := DecodeApplication(again); err != nil || got2.UID != got.UID || got2.Sync != got.Sync ||
+					!got2.OperationFinishedAt.Equal(got.OperationFinishedAt) {
+					t.Fatalf("application does not round-trip: %v", err)
 				}
 			}
 		}

@@ -62,13 +62,15 @@ type Workflow struct {
 
 // Snapshot kinds.
 const (
-	KindPods      = "pods"
-	KindWorkflows = "workflows"
+	KindPods         = "pods"
+	KindWorkflows    = "workflows"
+	KindApplications = "applications"
 )
 
 // AppSnapshot is the whole state of one kind of objects of one app at a revision.
 type AppSnapshot struct {
-	// Kind is KindPods or KindWorkflows; only the matching list may be non-empty.
+	// Kind is KindPods, KindWorkflows or KindApplications; only the matching list may be
+	// non-empty.
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	App       string `json:"app"`
@@ -77,6 +79,8 @@ type AppSnapshot struct {
 	Revision  Ordering   `json:"revision"`
 	Pods      []Pod      `json:"pods,omitempty"`
 	Workflows []Workflow `json:"workflows,omitempty"`
+	// Applications are the Argo CD Applications that deploy the app (normally one).
+	Applications []Application `json:"applications,omitempty"`
 }
 
 // AppRef names an app.
@@ -232,20 +236,21 @@ func (w *Workflow) validate(fe *fieldErrors, prefix string) {
 	}
 }
 
+func validKind(k string) bool { return k == KindPods || k == KindWorkflows || k == KindApplications }
+
 // Validate checks the snapshot: its kind, and that every item belongs to its app, once.
 func (s *AppSnapshot) Validate() error {
 	var fe fieldErrors
-	switch s.Kind {
-	case KindPods:
-		if len(s.Workflows) > 0 {
-			fe.add("workflows", "must be empty in a snapshot of pods")
+	if !validKind(s.Kind) {
+		fe.add("kind", "%q is not %s, %s or %s", s.Kind, KindPods, KindWorkflows, KindApplications)
+	}
+	for _, l := range []struct {
+		kind string
+		n    int
+	}{{KindPods, len(s.Pods)}, {KindWorkflows, len(s.Workflows)}, {KindApplications, len(s.Applications)}} {
+		if l.n > 0 && l.kind != s.Kind {
+			fe.add(l.kind, "must be empty in a snapshot of %s", s.Kind)
 		}
-	case KindWorkflows:
-		if len(s.Pods) > 0 {
-			fe.add("pods", "must be empty in a snapshot of workflows")
-		}
-	default:
-		fe.add("kind", "%q is not %s or %s", s.Kind, KindPods, KindWorkflows)
 	}
 	if msgs := validation.IsDNS1123Label(s.Namespace); len(msgs) > 0 {
 		fe.add("namespace", "%s", strings.Join(msgs, "; "))
@@ -274,14 +279,19 @@ func (s *AppSnapshot) Validate() error {
 		s.Workflows[i].validate(&fe, prefix)
 		item(prefix, s.Workflows[i].Namespace, s.Workflows[i].App, s.Workflows[i].UID)
 	}
+	for i := range s.Applications {
+		prefix := fmt.Sprintf("applications[%d].", i)
+		s.Applications[i].validate(&fe, prefix)
+		item(prefix, s.Applications[i].Namespace, s.Applications[i].App, s.Applications[i].UID)
+	}
 	return fe.err()
 }
 
 // Validate checks the snapshot: its kind, and that every app is valid and listed once.
 func (s *ClusterSnapshot) Validate() error {
 	var fe fieldErrors
-	if s.Kind != KindPods && s.Kind != KindWorkflows {
-		fe.add("kind", "%q is not %s or %s", s.Kind, KindPods, KindWorkflows)
+	if !validKind(s.Kind) {
+		fe.add("kind", "%q is not %s, %s or %s", s.Kind, KindPods, KindWorkflows, KindApplications)
 	}
 	if s.Revision == 0 || s.Revision > MaxOrdering {
 		fe.add("revision", "is required, at most 2^53-1")

@@ -16,8 +16,9 @@ const (
 	RunStopped = "Stopped"
 )
 
-// AppSummary is what the app list shows of one app: its run status and its last CI/CD
-// run. It is a function of the app's live pods and workflows alone.
+// AppSummary is what the app list shows of one app: its run status, its last CI/CD run
+// and its Argo CD Application's state. It is a function of the app's live pods,
+// workflows and Applications alone.
 type AppSummary struct {
 	Cluster   string    `json:"cluster"`
 	Namespace string    `json:"namespace"`
@@ -26,10 +27,12 @@ type AppSummary struct {
 	// CICD is the newest workflow of the app (by creation time, then name); nil when the
 	// app has none in the cluster.
 	CICD *CICDStatus `json:"cicd,omitempty"`
-	// UpdatedAt is the latest time recorded in the state of the app's live pods and
-	// workflows (see Pod.ChangedAt).
+	// CD is the app's Argo CD Application; nil when it has none.
+	CD *CDStatus `json:"cd,omitempty"`
+	// UpdatedAt is the latest time recorded in the state of the app's live pods,
+	// workflows and Applications (see Pod.ChangedAt).
 	UpdatedAt time.Time `json:"updatedAt,omitzero"`
-	// Revision is the greatest ordering key among the app's live pods and workflows.
+	// Revision is the greatest ordering key among the app's live objects.
 	Revision string `json:"revision"`
 }
 
@@ -53,7 +56,8 @@ type CICDStatus struct {
 }
 
 // SummaryChange is the message published on SummaryChannel when an app's summary
-// changes. Summary is null when the app is gone (it has no live pod or workflow left).
+// changes. Summary is null when the app is gone (it has no live pod, workflow or
+// Application left).
 type SummaryChange struct {
 	Cluster   string      `json:"cluster"`
 	Namespace string      `json:"namespace"`

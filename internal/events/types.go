@@ -12,6 +12,10 @@ const (
 	TypePodDeleted      = "io.dwp.pod.deleted.v1"
 	TypeWorkflowChanged = "io.dwp.workflow.changed.v1"
 	TypeWorkflowDeleted = "io.dwp.workflow.deleted.v1"
+
+	TypeApplicationChanged = "io.dwp.application.changed.v1"
+	TypeApplicationDeleted = "io.dwp.application.deleted.v1"
+
 	TypeAppSnapshot     = "io.dwp.app.snapshot.v1"
 	TypeClusterSnapshot = "io.dwp.cluster.snapshot.v1"
 
@@ -31,6 +35,7 @@ const (
 var SummaryTypes = []string{
 	TypePodChanged, TypePodDeleted,
 	TypeWorkflowChanged, TypeWorkflowDeleted,
+	TypeApplicationChanged, TypeApplicationDeleted,
 	TypeAppSnapshot, TypeClusterSnapshot,
 }
 
