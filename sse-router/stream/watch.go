@@ -24,20 +24,75 @@ type watchTopic struct {
 	prepare func(runtime.Object)
 
 	audience
-	synced    bool
-	items     map[string]runtime.Object
+	synced   bool
+	items    map[string]runtime.Object
+	log      changeLog
+	snapshot *hub.Message // the encoded current state, until it changes
+}
+
+func newWatchTopic(loop *listWatch, prepare func(runtime.Object), replay int) *watchTopic {
+	return &watchTopic{loop: loop, prepare: prepare, log: newChangeLog(replay), items: map[string]runtime.Object{}}
+}
+
+// changeLog is where a watch-fed topic stands (the last resourceVersion seen) and the
+// changes it sent before, so that a subscriber coming back with a resourceVersion gets
+// exactly what it missed. The topic's lock guards it.
+type changeLog struct {
 	rv        string
 	rvNum     uint64
 	rvNumeric bool
 	ring      *ring[change] // positions are resourceVersions
 	// base is the resourceVersion the ring starts after: the ring holds every change in
 	// (base, rvNum].
-	base     uint64
-	snapshot *hub.Message // the encoded current state, until it changes
+	base uint64
 }
 
-func newWatchTopic(loop *listWatch, prepare func(runtime.Object), replay int) *watchTopic {
-	return &watchTopic{loop: loop, prepare: prepare, ring: newRing[change](replay), items: map[string]runtime.Object{}}
+func newChangeLog(replay int) changeLog { return changeLog{ring: newRing[change](replay)} }
+
+func (l *changeLog) setRV(rv string) {
+	l.rv = rv
+	n, err := strconv.ParseUint(rv, 10, 64)
+	l.rvNum, l.rvNumeric = n, err == nil
+}
+
+// restart starts the log afresh at rv, after a list: what came before it is unknown.
+func (l *changeLog) restart(rv string) {
+	l.setRV(rv)
+	l.ring.reset()
+	l.base = l.rvNum
+}
+
+// record keeps msg, the change at rv.
+func (l *changeLog) record(rv string, msg *hub.Message) {
+	l.setRV(rv)
+	if !l.rvNumeric {
+		// Positions that are not numbers cannot be compared: nobody can resume from
+		// before this change, only from the full state.
+		l.ring.reset()
+		return
+	}
+	if old, evicted := l.ring.push(change{pos: l.rvNum, msg: msg}); evicted {
+		l.base = old.pos
+	}
+}
+
+// skip moves the log to rv without a change sent (a bookmark, or a change nobody sees).
+func (l *changeLog) skip(rv string) {
+	prev := l.rvNum
+	l.setRV(rv)
+	if !l.rvNumeric || l.rvNum < prev {
+		l.ring.reset()
+		l.base = l.rvNum
+	}
+}
+
+// since returns what a subscriber resuming with r missed (nil when nothing); ok is false
+// when the log cannot tell and the subscriber needs the full state.
+func (l *changeLog) since(r Resume) (msg *hub.Message, ok bool) {
+	if !r.hasRV || !l.rvNumeric || r.rv < l.base || r.rv > l.rvNum {
+		return nil, false
+	}
+	return changesAfter(l.ring, r.rv), true
 }
 
 // Run follows the upstream until ctx ends.
@@ -49,15 +104,12 @@ func (t *watchTopic) Run(ctx context.Context) {
 func (t *watchTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := j.Resume
 	var msg *hub.Message
-	switch {
-	case !t.synced:
-		// The first list is on its way: its snapshot goes to everyone waiting.
-	case r.hasRV && t.rvNumeric && r.rv >= t.base && r.rv <= t.rvNum:
-		msg = changesAfter(t.ring, r.rv)
-	default:
-		msg = t.snapshotLocked()
+	if t.synced { // else the first list is on its way: its snapshot goes to everyone waiting
+		var ok bool
+		if msg, ok = t.log.since(j.Resume); !ok {
+			msg = t.snapshotLocked()
+		}
 	}
 	t.joinLocked(s, msg)
 	return nil
@@ -65,7 +117,7 @@ func (t *watchTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) e
 
 func (t *watchTopic) snapshotLocked() *hub.Message {
 	if t.snapshot == nil {
-		t.snapshot = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.rv, encodeList(EventSnapshot, t.rv, t.items)))
+		t.snapshot = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.log.rv, encodeList(EventSnapshot, t.log.rv, t.items)))
 	}
 	return t.snapshot
 }
@@ -91,12 +143,6 @@ func objectKey(obj runtime.Object) string {
 	return m.GetNamespace() + "/" + m.GetName()
 }
 
-func (t *watchTopic) setRVLocked(rv string) {
-	t.rv = rv
-	n, err := strconv.ParseUint(rv, 10, 64)
-	t.rvNum, t.rvNumeric = n, err == nil
-}
-
 func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
 	m := make(map[string]runtime.Object, len(items))
 	for _, obj := range items {
@@ -112,9 +158,7 @@ func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.items = m
-	t.setRVLocked(rv)
-	t.ring.reset()
-	t.base = t.rvNum
+	t.log.restart(rv)
 	if relist {
 		t.snapshot = nil
 	} else {
@@ -137,16 +181,7 @@ func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
 	} else {
 		t.items[key] = obj
 	}
-	t.setRVLocked(rv)
-	if t.rvNumeric {
-		if old, evicted := t.ring.push(change{pos: t.rvNum, msg: msg}); evicted {
-			t.base = old.pos
-		}
-	} else {
-		// Positions that are not numbers cannot be compared: nobody can resume from
-		// before this event, only from a snapshot.
-		t.ring.reset()
-	}
+	t.log.record(rv, msg)
 	t.snapshot = nil
 	t.fan.Broadcast(msg)
 }
@@ -154,12 +189,7 @@ func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
 func (t *watchTopic) progress(rv string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	prev := t.rvNum
-	t.setRVLocked(rv)
-	if !t.rvNumeric || t.rvNum < prev {
-		t.ring.reset()
-		t.base = t.rvNum
-	}
+	t.log.skip(rv)
 }
 
 func (t *watchTopic) failing(err error) {
@@ -169,7 +199,7 @@ func (t *watchTopic) failing(err error) {
 		t.failure = nil
 		return
 	}
-	t.failLocked(hub.NewMessage(false, errorEvent(t.rv, err, true)))
+	t.failLocked(hub.NewMessage(false, errorEvent(t.log.rv, err, true)))
 }
 
 // objects returns the cached objects sorted by namespace/name.
