@@ -3,7 +3,7 @@
 -- KEYS[1]  the cluster's key base, <prefix>{<cluster>}:
 -- ARGV[1]  operation: obj | app | cluster
 -- ARGV[2]  cluster name, ARGV[3] the channel summary changes are published on
--- ARGV[4]  kind of object: p (pods) or w (workflows)
+-- ARGV[4]  kind of object: p (pods), w (workflows) or a (Argo CD Applications)
 --   obj      ARGV[5..8] namespace, app, uid, entry
 --   app      ARGV[5..7] namespace, app, revision; then uid, entry pairs
 --   cluster  ARGV[5] revision; then "namespace/app" of every app listed
@@ -77,7 +77,7 @@ local function summarize(ns, app)
   local all = redis.call('HGETALL', base .. 'o:' .. ns .. '/' .. app)
   local pods, ready, restarts, succeeded, failing = 0, 0, 0, 0, 0
   local any, rev, updated = false, 0, 0
-  local wf = nil
+  local wf, cd, cdf = nil, nil, nil
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
     if live(v) then
@@ -85,7 +85,8 @@ local function summarize(ns, app)
       local o = ord(v)
       if o > rev then rev = o end
       local d = cjson.decode(string.sub(v, 22))
-      if string.byte(f, 1) == 112 then -- 'p'
+      local k = string.byte(f, 1)
+      if k == 112 then -- 'p'
         pods = pods + 1
         restarts = restarts + d.rs
         if d.ph == 'Succeeded' then
@@ -95,6 +96,10 @@ local function summarize(ns, app)
         end
         if d.r and not d.t and d.ph ~= 'Succeeded' then ready = ready + 1 end
         if d.at > updated then updated = d.at end
+      elseif k == 97 then -- 'a'
+        -- the Application shown: the least name, then uid (an app normally has one)
+        if cd == nil or bytecmp(d.n, cd.n) < 0 or (d.n == cd.n and bytecmp(f, cdf) < 0) then cd, cdf = d, f end
+        if d.of > updated then updated = d.of end
       else
         -- the newest workflow: by creation time, then name
         if wf == nil or d.c > wf.c or (d.c == wf.c and bytecmp(d.n, wf.n) > 0) then wf = d end
@@ -132,6 +137,21 @@ local function summarize(ns, app)
       p[#p + 1] = ',"createdAt":"' .. stamp(wf.c) .. '"'
       if wf.s > 0 then p[#p + 1] = ',"startedAt":"' .. stamp(wf.s) .. '"' end
       if wf.f > 0 then p[#p + 1] = ',"finishedAt":"' .. stamp(wf.f) .. '"' end
+      p[#p + 1] = '}'
+    end
+    if cd then
+      local sy, h = cd.sy, cd.h
+      if sy == '' then sy = 'Unknown' end
+      if h == '' then h = 'Unknown' end
+      p[#p + 1] = ',"cd":{"application":' .. enc(cd.n) .. ',"sync":' .. enc(sy) .. ',"health":' .. enc(h)
+      if cd.hm ~= '' then p[#p + 1] = ',"healthMessage":' .. enc(cd.hm) end
+      if cd.r ~= '' then p[#p + 1] = ',"revision":' .. enc(cd.r) end
+      if cd.op ~= '' then
+        p[#p + 1] = ',"operation":{"phase":' .. enc(cd.op)
+        if cd.om ~= '' then p[#p + 1] = ',"message":' .. enc(cd.om) end
+        if cd.of > 0 then p[#p + 1] = ',"finishedAt":"' .. stamp(cd.of) .. '"' end
+        p[#p + 1] = '}'
+      end
       p[#p + 1] = '}'
     end
     if updated > 0 then p[#p + 1] = ',"updatedAt":"' .. stamp(updated) .. '"' end

@@ -52,8 +52,9 @@ func (s *Store) SummariesKey(cluster, namespace string) string {
 }
 
 const (
-	kindPod      = "p"
-	kindWorkflow = "w"
+	kindPod         = "p"
+	kindWorkflow    = "w"
+	kindApplication = "a"
 )
 
 func kindOf(snapshotKind string) (string, error) {
@@ -62,6 +63,8 @@ func kindOf(snapshotKind string) (string, error) {
 		return kindPod, nil
 	case events.KindWorkflows:
 		return kindWorkflow, nil
+	case events.KindApplications:
+		return kindApplication, nil
 	}
 	return "", fmt.Errorf("unknown kind %q", snapshotKind)
 }
@@ -99,6 +102,17 @@ type workflowState struct {
 	FinishedAt int64  `json:"f"`
 }
 
+type applicationState struct {
+	Name                string `json:"n"`
+	Sync                string `json:"sy"`
+	Health              string `json:"h"`
+	HealthMessage       string `json:"hm"`
+	Revision            string `json:"r"`
+	OperationPhase      string `json:"op"`
+	OperationMessage    string `json:"om"`
+	OperationFinishedAt int64  `json:"of"`
+}
+
 func entry(ord events.Ordering, deleted bool, state any) (string, error) {
 	if deleted {
 		return ord.Key() + "T", nil
@@ -121,6 +135,13 @@ func workflowEntry(w *events.Workflow, deleted bool) (string, error) {
 	return entry(w.Ordering, deleted, workflowState{
 		Name: w.Name, Phase: w.Phase, Task: w.Task, Message: w.Message,
 		CreatedAt: stamp(w.CreatedAt), StartedAt: stamp(w.StartedAt), FinishedAt: stamp(w.FinishedAt),
+	})
+}
+
+func applicationEntry(a *events.Application, deleted bool) (string, error) {
+	return entry(a.Ordering, deleted, applicationState{
+		Name: a.Name, Sync: a.Sync, Health: a.Health, HealthMessage: a.HealthMessage, Revision: a.Revision,
+		OperationPhase: a.OperationPhase, OperationMessage: a.OperationMessage, OperationFinishedAt: stamp(a.OperationFinishedAt),
 	})
 }
 
@@ -155,13 +176,22 @@ func (s *Store) ApplyWorkflow(ctx context.Context, cluster string, deleted bool,
 	return s.run(ctx, cluster, "obj", kindWorkflow, w.Namespace, w.App, w.UID, e)
 }
 
+// ApplyApplication applies the state of an app's Argo CD Application (or its deletion).
+func (s *Store) ApplyApplication(ctx context.Context, cluster string, deleted bool, a events.Application) (int, error) {
+	e, err := applicationEntry(&a, deleted)
+	if err != nil {
+		return 0, err
+	}
+	return s.run(ctx, cluster, "obj", kindApplication, a.Namespace, a.App, a.UID, e)
+}
+
 // ApplyAppSnapshot applies one app's snapshot of one kind.
 func (s *Store) ApplyAppSnapshot(ctx context.Context, cluster string, snap events.AppSnapshot) (int, error) {
 	kind, err := kindOf(snap.Kind)
 	if err != nil {
 		return 0, err
 	}
-	args := make([]any, 0, 5+2*(len(snap.Pods)+len(snap.Workflows)))
+	args := make([]any, 0, 5+2*(len(snap.Pods)+len(snap.Workflows)+len(snap.Applications)))
 	args = append(args, "app", kind, snap.Namespace, snap.App, snap.Revision.Key())
 	for i := range snap.Pods {
 		e, err := podEntry(&snap.Pods[i], false)
@@ -176,6 +206,13 @@ func (s *Store) ApplyAppSnapshot(ctx context.Context, cluster string, snap event
 			return 0, err
 		}
 		args = append(args, snap.Workflows[i].UID, e)
+	}
+	for i := range snap.Applications {
+		e, err := applicationEntry(&snap.Applications[i], false)
+		if err != nil {
+			return 0, err
+		}
+		args = append(args, snap.Applications[i].UID, e)
 	}
 	return s.run(ctx, cluster, args...)
 }

@@ -75,6 +75,7 @@ func TestShuffledTripledDeliveryEqualsInOrder(t *testing.T) {
 	ctx := context.Background()
 	inOrder, inOrderDB := newStore(t, 1)
 	shuffled, shuffledDB := newStore(t, 2)
+	withCD := 0
 	for seed := uint64(1); seed <= 25; seed++ {
 		w := newWorld(seed)
 		for range 250 {
@@ -93,6 +94,14 @@ func TestShuffledTripledDeliveryEqualsInOrder(t *testing.T) {
 		if t.Failed() {
 			t.Fatalf("seed %d: %d events", seed, len(w.out))
 		}
+		for _, v := range w.expected(t, "c1") {
+			if strings.Contains(v, `"cd":`) {
+				withCD++
+			}
+		}
+	}
+	if withCD == 0 {
+		t.Error("no world ended with an app deployed by an Application")
 	}
 }
 

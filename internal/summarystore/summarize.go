@@ -6,17 +6,21 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/events"
 )
 
-// Summarize is the summary of an app made of the given live pods and workflows, by the
-// rules the store's script applies (tests hold the two equal); ok is false when there are
-// none, and the app has no summary. Times are kept to whole seconds, in UTC, as stored.
+// Summarize is the summary of an app made of the given live pods, workflows and Argo CD
+// Applications (variadic, as most apps have none and callers that predate them pass
+// none), by the rules the store's script applies (tests hold the two equal); ok is false
+// when there are none, and the app has no summary. Times are kept to whole seconds, in
+// UTC, as stored.
 //
 // Run state, over the pods: Stopped when none has not completed (phase Succeeded);
 // otherwise Degraded or Failed (some ready, or none) when a pod failed or has a container
 // that cannot run; otherwise Running when every pod not completed is ready and not
 // terminating; otherwise Progressing. CI/CD: the workflow created last (ties: the greatest
-// name), its phase shown as Pending until Argo's controller sets one.
-func Summarize(cluster, namespace, app string, pods []events.Pod, workflows []events.Workflow) (events.AppSummary, bool) {
-	if len(pods) == 0 && len(workflows) == 0 {
+// name), its phase shown as Pending until Argo's controller sets one. CD: the Application
+// of the least name (then UID), its sync and health shown as Unknown until Argo CD sets
+// them.
+func Summarize(cluster, namespace, app string, pods []events.Pod, workflows []events.Workflow, applications ...events.Application) (events.AppSummary, bool) {
+	if len(pods) == 0 && len(workflows) == 0 && len(applications) == 0 {
 		return events.AppSummary{}, false
 	}
 	s := events.AppSummary{Cluster: cluster, Namespace: namespace, App: app}
@@ -77,9 +81,32 @@ func Summarize(cluster, namespace, app string, pods []events.Pod, workflows []ev
 			CreatedAt: second(newest.CreatedAt), StartedAt: second(newest.StartedAt), FinishedAt: second(newest.FinishedAt),
 		}
 	}
+	var shown *events.Application
+	for i := range applications {
+		a := &applications[i]
+		rev = max(rev, a.Ordering)
+		later(a.OperationFinishedAt)
+		if shown == nil || a.Name < shown.Name || a.Name == shown.Name && a.UID < shown.UID {
+			shown = a
+		}
+	}
+	if shown != nil {
+		s.CD = &events.CDStatus{Application: shown.Name, Sync: orUnknown(shown.Sync), Health: orUnknown(shown.Health),
+			HealthMessage: shown.HealthMessage, Revision: shown.Revision}
+		if shown.OperationPhase != "" {
+			s.CD.Operation = &events.CDOperation{Phase: shown.OperationPhase, Message: shown.OperationMessage, FinishedAt: second(shown.OperationFinishedAt)}
+		}
+	}
 	s.UpdatedAt = updated
 	s.Revision = rev.String()
 	return s, true
+}
+
+func orUnknown(status string) string {
+	if status == "" {
+		return "Unknown"
+	}
+	return status
 }
 
 func second(t time.Time) time.Time {

@@ -12,8 +12,9 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/events"
 )
 
-// world simulates a cluster's pods and workflows of a few apps, changing at random with
-// a global revision like etcd's, and records the events a watcher would send for it.
+// world simulates a cluster's pods, workflows and Argo CD Applications of a few apps,
+// changing at random with a global revision like etcd's, and records the events a
+// watcher would send for it.
 type world struct {
 	rng  *rand.Rand
 	rev  events.Ordering
@@ -21,6 +22,7 @@ type world struct {
 	seq  int
 	pods map[string]events.Pod
 	wfs  map[string]events.Workflow
+	apps map[string]events.Application
 	out  []delivery
 }
 
@@ -30,6 +32,7 @@ type delivery struct {
 	deleted bool
 	pod     *events.Pod
 	wf      *events.Workflow
+	appl    *events.Application
 	app     *events.AppSnapshot
 	cluster *events.ClusterSnapshot
 }
@@ -40,6 +43,8 @@ func (d delivery) apply(ctx context.Context, s *Store, cluster string) (int, err
 		return s.ApplyPod(ctx, cluster, d.deleted, *d.pod)
 	case d.wf != nil:
 		return s.ApplyWorkflow(ctx, cluster, d.deleted, *d.wf)
+	case d.appl != nil:
+		return s.ApplyApplication(ctx, cluster, d.deleted, *d.appl)
 	case d.app != nil:
 		return s.ApplyAppSnapshot(ctx, cluster, *d.app)
 	default:
@@ -56,7 +61,7 @@ func newWorld(seed uint64) *world {
 	return &world{
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		rev: 100, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
-		pods: map[string]events.Pod{}, wfs: map[string]events.Workflow{},
+		pods: map[string]events.Pod{}, wfs: map[string]events.Workflow{}, apps: map[string]events.Application{},
 	}
 }
 
@@ -94,6 +99,22 @@ func (w *world) anyWorkflow() (events.Workflow, bool) {
 	return w.wfs[pick(w.rng, uids)], true
 }
 
+func (w *world) anyApplication() (events.Application, bool) {
+	if len(w.apps) == 0 {
+		return events.Application{}, false
+	}
+	uids := make([]string, 0, len(w.apps))
+	for u := range w.apps {
+		uids = append(uids, u)
+	}
+	sort.Strings(uids)
+	return w.apps[pick(w.rng, uids)], true
+}
+
+func (w *world) emitApplication(a events.Application, deleted bool) {
+	w.out = append(w.out, delivery{name: fmt.Sprintf("application %s %s@%d deleted=%v", a.App, a.UID, a.Ordering, deleted), deleted: deleted, appl: &a})
+}
+
 func (w *world) emitPod(p events.Pod, deleted bool) {
 	w.out = append(w.out, delivery{name: fmt.Sprintf("pod %s %s@%d deleted=%v", p.App, p.UID, p.Ordering, deleted), deleted: deleted, pod: &p})
 }
@@ -104,6 +125,10 @@ func (w *world) emitWorkflow(x events.Workflow, deleted bool) {
 
 // step makes one random change and records its events.
 func (w *world) step() {
+	if w.rng.IntN(100) < 20 {
+		w.applicationStep()
+		return
+	}
 	switch r := w.rng.IntN(100); {
 	case r < 14: // a pod is created
 		ord := w.tick()
@@ -197,6 +222,66 @@ func (w *world) step() {
 	}
 }
 
+// applicationStep changes the Argo CD Applications as the task function and Argo CD do.
+func (w *world) applicationStep() {
+	switch r := w.rng.IntN(100); {
+	case r < 20: // the task function creates an app's Application (rarely a second one)
+		ns, app := pick(w.rng, worldNamespaces), pick(w.rng, worldApps)
+		name := ns + "." + app
+		if w.rng.IntN(5) == 0 {
+			name = fmt.Sprintf("extra-%d", w.seq+1)
+		}
+		a := events.Application{Namespace: ns, App: app, Name: name, UID: w.uid(), Ordering: w.tick()}
+		w.apps[a.UID] = a
+		w.emitApplication(a, false)
+	case r < 75: // Argo CD changes its status
+		a, ok := w.anyApplication()
+		if !ok {
+			return
+		}
+		a.Ordering = w.tick()
+		switch w.rng.IntN(5) {
+		case 0:
+			a.Sync = pick(w.rng, []string{"Synced", "OutOfSync", "Unknown"})
+		case 1:
+			a.Health = pick(w.rng, []string{"Healthy", "Progressing", "Degraded", "Missing"})
+			a.HealthMessage = pick(w.rng, []string{"", "Back-off pulling image \"x\"", "ünïcødé / \\ \u2028 \x01"})
+		case 2:
+			a.Revision = fmt.Sprintf("%040x", w.rng.Uint64())
+		case 3:
+			a.OperationPhase, a.OperationMessage, a.OperationFinishedAt = "Running", "", time.Time{}
+		case 4:
+			a.OperationPhase, a.OperationFinishedAt = pick(w.rng, []string{"Succeeded", "Failed", "Error"}), w.now
+			a.OperationMessage = pick(w.rng, []string{"", "successfully synced (all tasks run)", "one or more objects failed to apply"})
+		}
+		w.apps[a.UID] = a
+		w.emitApplication(a, false)
+	case r < 85: // its labels change: it deploys another app
+		a, ok := w.anyApplication()
+		if !ok {
+			return
+		}
+		old := a
+		old.Ordering = w.tick()
+		a.Ordering = old.Ordering
+		a.App = pick(w.rng, worldApps)
+		if a.App == old.App {
+			return
+		}
+		w.apps[a.UID] = a
+		w.emitApplication(old, true)
+		w.emitApplication(a, false)
+	default: // it is deleted
+		a, ok := w.anyApplication()
+		if !ok {
+			return
+		}
+		a.Ordering = w.tick()
+		delete(w.apps, a.UID)
+		w.emitApplication(a, true)
+	}
+}
+
 // snapshotRound records a full-state round at the current revision, as the watcher
 // sends when it starts and at its resync interval.
 func (w *world) snapshotRound() {
@@ -223,8 +308,20 @@ func (w *world) snapshotRound() {
 		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, Workflows: wfs}
 		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot workflows %v@%d", ref, rev), app: &s})
 	}
+	applApps := map[events.AppRef][]events.Application{}
+	for _, a := range w.apps {
+		ref := events.AppRef{Namespace: a.Namespace, App: a.App}
+		applApps[ref] = append(applApps[ref], a)
+	}
+	applSnap := events.ClusterSnapshot{Kind: events.KindApplications, Revision: rev, Apps: []events.AppRef{}}
+	for ref, apps := range applApps {
+		applSnap.Apps = append(applSnap.Apps, ref)
+		s := events.AppSnapshot{Kind: events.KindApplications, Namespace: ref.Namespace, App: ref.App, Revision: rev, Applications: apps}
+		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot applications %v@%d", ref, rev), app: &s})
+	}
 	w.out = append(w.out, delivery{name: fmt.Sprintf("cluster pods@%d", rev), cluster: &podSnap},
-		delivery{name: fmt.Sprintf("cluster workflows@%d", rev), cluster: &wfSnap})
+		delivery{name: fmt.Sprintf("cluster workflows@%d", rev), cluster: &wfSnap},
+		delivery{name: fmt.Sprintf("cluster applications@%d", rev), cluster: &applSnap})
 }
 
 // expected is the summaries the world's live objects make, as JSON by "ns/app".
@@ -243,9 +340,15 @@ func (w *world) expected(t testing.TB, cluster string) map[string]string {
 		wfs[ref] = append(wfs[ref], x)
 		refs[ref] = true
 	}
+	apps := map[events.AppRef][]events.Application{}
+	for _, a := range w.apps {
+		ref := events.AppRef{Namespace: a.Namespace, App: a.App}
+		apps[ref] = append(apps[ref], a)
+		refs[ref] = true
+	}
 	out := map[string]string{}
 	for ref := range refs {
-		s, ok := Summarize(cluster, ref.Namespace, ref.App, pods[ref], wfs[ref])
+		s, ok := Summarize(cluster, ref.Namespace, ref.App, pods[ref], wfs[ref], apps[ref]...)
 		if !ok {
 			t.Fatalf("no summary for %v", ref)
 		}
