@@ -30,6 +30,7 @@ func TestTriggersMatchTheFunctionsEventTypes(t *testing.T) {
 	}
 	want := []string{
 		events.TypePodChanged, events.TypePodDeleted, events.TypeWorkflowChanged, events.TypeWorkflowDeleted,
+		events.TypeApplicationChanged, events.TypeApplicationDeleted,
 		events.TypeAppSnapshot, events.TypeClusterSnapshot, events.TypeWorkflowFinished, events.TypeWorkflowStep, events.TypeWorkflowSucceeded,
 	}
 	slices.Sort(got)

@@ -32,6 +32,15 @@ func (f *Family) onWorkflow(ctx context.Context, e event.Event) (*event.Event, e
 	return nil, err
 }
 
+func (f *Family) onApplication(ctx context.Context, e event.Event) (*event.Event, error) {
+	cluster, deleted, a, err := events.DecodeApplication(e)
+	if err != nil {
+		return nil, eventrouter.Invalid(err)
+	}
+	_, err = f.store.ApplyApplication(ctx, cluster, deleted, a)
+	return nil, err
+}
+
 func (f *Family) onAppSnapshot(ctx context.Context, e event.Event) (*event.Event, error) {
 	cluster, s, err := events.DecodeAppSnapshot(e)
 	if err != nil {

@@ -81,6 +81,8 @@ func (f *Family) Events(er *eventrouter.Router) {
 	er.Handle(events.TypePodDeleted, f.onPod)
 	er.Handle(events.TypeWorkflowChanged, f.onWorkflow)
 	er.Handle(events.TypeWorkflowDeleted, f.onWorkflow)
+	er.Handle(events.TypeApplicationChanged, f.onApplication)
+	er.Handle(events.TypeApplicationDeleted, f.onApplication)
 	er.Handle(events.TypeAppSnapshot, f.onAppSnapshot)
 	er.Handle(events.TypeClusterSnapshot, f.onClusterSnapshot)
 }
