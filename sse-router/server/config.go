@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/dwp-sre/dwp-sre/internal/envflag"
 )
 
@@ -35,6 +37,7 @@ type Config struct {
 	ArgoServerURL      string
 	ArgoServerCAFile   string
 	ArgoServerInsecure bool
+	ArgoCDNamespace    string
 	RedisAddr          string
 	RedisDB            int
 	RedisPrefix        string
@@ -85,6 +88,15 @@ var settings = []envflag.Setting[Config]{
 	envflag.String("DWP_ARGO_SERVER_URL", "argo-server-url", "", "argo-server base URL for archived workflow logs (empty: unavailable)", func(c *Config) *string { return &c.ArgoServerURL }),
 	envflag.String("DWP_ARGO_SERVER_CA_FILE", "argo-server-ca-file", "", "CA bundle for argo-server's TLS certificate", func(c *Config) *string { return &c.ArgoServerCAFile }),
 	envflag.Bool("DWP_ARGO_SERVER_INSECURE_SKIP_VERIFY", "argo-server-insecure-skip-verify", "false", "do not verify argo-server's TLS certificate", func(c *Config) *bool { return &c.ArgoServerInsecure }),
+	envflag.Func("DWP_ARGOCD_NAMESPACE", "argocd-namespace", "argocd", "namespace of Argo CD's Applications, read for the application stream (empty: no application stream)", func(c *Config, v string) error {
+		if v != "" {
+			if errs := validation.IsDNS1123Label(v); len(errs) > 0 {
+				return fmt.Errorf("not a namespace %q: %s", v, strings.Join(errs, "; "))
+			}
+		}
+		c.ArgoCDNamespace = v
+		return nil
+	}),
 	envflag.String("DWP_REDIS_ADDR", "redis-addr", "127.0.0.1:6379", "Redis holding app summaries (empty: no apps stream)", func(c *Config) *string { return &c.RedisAddr }),
 	envflag.Int("DWP_REDIS_DB", "redis-db", "0", "Redis database of the summaries", 0, func(c *Config) *int { return &c.RedisDB }),
 	envflag.String("DWP_REDIS_PREFIX", "redis-prefix", "dwp:", "key prefix of the summaries in Redis (as the task function's)", func(c *Config) *string { return &c.RedisPrefix }),

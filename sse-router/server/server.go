@@ -103,7 +103,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		streams: stream.New(ctx, deps.Clusters, stream.Config{
 			Linger: cfg.Linger, WatchReplay: cfg.WatchReplay, LogReplay: cfg.LogReplay,
 			WorkflowLogReplay: cfg.WorkflowLogReplay, MetricsInterval: cfg.MetricsInterval,
-			Apps: deps.Apps, Metrics: m, Logger: deps.Logger,
+			Apps: deps.Apps, ArgoCDNamespace: cfg.ArgoCDNamespace, Metrics: m, Logger: deps.Logger,
 		}),
 		reviewers:    map[string]*authz.Reviewer{},
 		metrics:      m,

@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	if strings.Join(c.CORSOrigins, " ") != "https://portal.example http://localhost:3000" {
 		t.Fatalf("origins %q", c.CORSOrigins)
 	}
-	if c.RedisAddr != "127.0.0.1:6379" || c.AppLabel != "app" {
+	if c.RedisAddr != "127.0.0.1:6379" || c.AppLabel != "app" || c.ArgoCDNamespace != "argocd" {
 		t.Fatalf("defaults %+v", c)
 	}
 
@@ -45,6 +45,7 @@ func TestLoadConfig(t *testing.T) {
 		{"DWP_LOG_LEVEL": "loud"},
 		{"DWP_ARGO_SERVER_INSECURE_SKIP_VERIFY": "perhaps"},
 		{"DWP_KUBE_QPS": "-1"},
+		{"DWP_ARGOCD_NAMESPACE": "Argo CD"},
 	}
 	for _, b := range bad {
 		if _, err := LoadConfig(nil, func(k string) string { return b[k] }, io.Discard); err == nil {
@@ -96,6 +97,10 @@ func TestStreamRefusals(t *testing.T) {
 		{"wrong method", "PUT", "/api/v1/stream/namespaces/shop/pods", "tok-alice", nil, 405, "not allowed"},
 		{"nothing there", "GET", "/elsewhere", "", nil, 404, "nothing at"},
 		{"apps without Redis", "GET", "/api/v1/stream/namespaces/shop/apps", "tok-admin", nil, 503, "not configured"},
+		// Rights in Argo CD's namespace do not count: those on the app's pods do.
+		{"application without rights on the app", "GET", "/api/v1/stream/namespaces/bank/apps/web/application", "tok-alice", nil, 403, `may not list pods in namespace "bank"`},
+		{"application without Argo CD", "GET", "/api/v1/stream/namespaces/shop/apps/web/application", "tok-alice", nil, 503, "Argo CD's namespace is not configured"},
+		{"application of a bad app", "GET", "/api/v1/stream/namespaces/shop/apps/a.b/application", "tok-alice", nil, 400, "invalid stream request"},
 		{"archived logs without argo-server", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 503, "DWP_ARGO_SERVER_URL"},
 		{"archived logs need a token", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "", nil, 401, "no bearer token"},
 		{"archived log bad uid", "GET", "/api/v1/stream/archived-workflows/..%2Fx/nodes/n-1/log", "tok-alice", nil, 400, "invalid archived log request"},

@@ -13,16 +13,17 @@ import (
 // Event names. Every payload is a JSON object whose "type" member repeats the name, so
 // that the multiplexed stream (whose event names are subscription names) loses nothing.
 const (
-	EventSnapshot = "snapshot" // the full state: replace what you have
-	EventRelist   = "relist"   // the router had to list again: replace what you have
-	EventAdded    = "added"
-	EventModified = "modified"
-	EventDeleted  = "deleted"
-	EventLog      = "log"
-	EventMetrics  = "metrics"
-	EventApp      = "app"
-	EventError    = "error"
-	EventEnd      = "end"
+	EventSnapshot    = "snapshot" // the full state: replace what you have
+	EventRelist      = "relist"   // the router had to list again: replace what you have
+	EventAdded       = "added"
+	EventModified    = "modified"
+	EventDeleted     = "deleted"
+	EventLog         = "log"
+	EventMetrics     = "metrics"
+	EventApp         = "app"
+	EventApplication = "application" // an app's Argo CD Application as it is now
+	EventError       = "error"
+	EventEnd         = "end"
 )
 
 type objectPayload struct {

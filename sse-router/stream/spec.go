@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/events"
 )
 
 // Kind is a kind of stream.
@@ -29,6 +30,7 @@ const (
 	KindEvents      Kind = "events"       // Kubernetes events of a namespace or one object
 	KindPodMetrics  Kind = "pod_metrics"  // metrics.k8s.io PodMetrics of a namespace or an app
 	KindApps        Kind = "apps"         // app summaries of a namespace
+	KindApplication Kind = "application"  // an app's Argo CD Application: sync, health, resources
 )
 
 // Spec is a parsed stream request: which stream, of which cluster and namespace, with
@@ -41,9 +43,11 @@ type Spec struct {
 	Name string
 	// Container is the log's container ("" for a pod's default container).
 	Container string
-	// Selector is a canonical label selector (app and labelSelector combined).
+	// Selector is the watch's canonical label selector (app and labelSelector combined;
+	// for an Application, the labels tying it to its app).
 	Selector string
-	// App is the app whose objects the stream shows ("" for all).
+	// App is the app whose objects (or whose Argo CD Application) the stream shows ("" for
+	// all).
 	App string
 	// EventKind and EventName select the object whose events are shown.
 	EventKind, EventName string
@@ -84,6 +88,7 @@ var allowedParams = map[Kind][]string{
 	KindEvents:      {"kind", "name"},
 	KindPodMetrics:  {"app", "labelSelector"},
 	KindApps:        {},
+	KindApplication: {},
 }
 
 // ParseSpec parses a stream path relative to /api/v1/stream/ (a leading "/api/v1/stream/"
@@ -98,6 +103,7 @@ var allowedParams = map[Kind][]string{
 //	[clusters/{cluster}/]namespaces/{ns}/events?kind=&name=
 //	[clusters/{cluster}/]namespaces/{ns}/metrics/pods?app=&labelSelector=
 //	[clusters/{cluster}/]namespaces/{ns}/apps
+//	[clusters/{cluster}/]namespaces/{ns}/apps/{app}/application
 func ParseSpec(escapedPath string, q url.Values, appLabel string) (Spec, error) {
 	p := strings.TrimPrefix(escapedPath, "/")
 	p = strings.TrimPrefix(p, "api/v1/stream/")
@@ -145,6 +151,16 @@ func ParseSpec(escapedPath string, q url.Values, appLabel string) (Spec, error) 
 		s.Kind = KindPodMetrics
 	case len(rest) == 1 && rest[0] == "apps":
 		s.Kind = KindApps
+	case len(rest) == 3 && rest[0] == "apps" && rest[2] == "application":
+		s.Kind, s.App = KindApplication, rest[1]
+		// As the task function names apps: the Application is "<namespace>.<app>", so an
+		// app holds no dot.
+		if errs := validation.IsDNS1123Label(s.App); len(errs) > 0 {
+			return Spec{}, badParam("app", "%s", strings.Join(errs, "; "))
+		}
+		s.Selector = labels.SelectorFromSet(labels.Set{
+			events.LabelAppNamespace: s.Namespace, events.LabelApp: s.App,
+		}).String()
 	default:
 		return Spec{}, notFound
 	}
@@ -274,7 +290,7 @@ func isKindName(k string) bool {
 	return true
 }
 
-// FieldSelector is the field selector of an events stream.
+// FieldSelector is the field selector of a stream's watch ("" for none).
 func (s Spec) FieldSelector() string {
 	switch s.Kind {
 	case KindEvents:
@@ -291,9 +307,15 @@ func (s Spec) FieldSelector() string {
 		return fields.AndSelectors(sels...).String()
 	case KindWorkflow:
 		return fields.OneTermEqualSelector("metadata.name", s.Name).String()
+	case KindApplication:
+		return fields.OneTermEqualSelector("metadata.name", s.ApplicationName()).String()
 	}
 	return ""
 }
+
+// ApplicationName is the name of the app's Argo CD Application in Argo CD's namespace,
+// as the task function names it.
+func (s Spec) ApplicationName() string { return s.Namespace + "." + s.App }
 
 // Key identifies the shared topic serving the stream: streams with equal keys share one
 // upstream. Options that only select what a subscriber gets from the topic (tailLines,
@@ -339,7 +361,9 @@ func (s Spec) Actions() []authz.Attributes {
 		}
 	case KindPodMetrics:
 		return []authz.Attributes{{Namespace: ns, Verb: "list", Group: "metrics.k8s.io", Resource: "pods"}}
-	case KindApps:
+	case KindApps, KindApplication:
+		// Users have no rights in Argo CD's namespace: who may see an app's pods may see
+		// its summary and its Application, which the router reads with its own identity.
 		return []authz.Attributes{{Namespace: ns, Verb: "list", Resource: "pods"}}
 	}
 	return nil

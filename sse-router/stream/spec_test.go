@@ -46,6 +46,10 @@ func TestParseSpec(t *testing.T) {
 		{name: "metrics", path: "namespaces/shop/metrics/pods", query: "app=web",
 			want: Spec{Kind: KindPodMetrics, Namespace: "shop", App: "web", Selector: "app=web", Follow: true}},
 		{name: "apps", path: "namespaces/shop/apps", want: Spec{Kind: KindApps, Namespace: "shop", Follow: true}},
+		{name: "application", path: "clusters/east/namespaces/shop/apps/web/application", want: Spec{
+			Kind: KindApplication, Cluster: "east", Namespace: "shop", App: "web", Follow: true,
+			Selector: "dwp.io/app=web,dwp.io/app-namespace=shop",
+		}},
 		{name: "polyfill lastEventId", path: "namespaces/shop/apps", query: "lastEventId=7",
 			want: Spec{Kind: KindApps, Namespace: "shop", Follow: true, LastEventID: "7"}},
 
@@ -67,6 +71,11 @@ func TestParseSpec(t *testing.T) {
 		{name: "bad container", path: "namespaces/shop/pods/p/log", query: "container=A_B", wantField: "container"},
 		{name: "bad event kind", path: "namespaces/shop/events", query: "kind=1Pod", wantField: "kind"},
 		{name: "parameter on a stream without any", path: "namespaces/shop/apps", query: "app=x", wantField: "app"},
+		// The Application is "<namespace>.<app>": an app holding a dot could name another's.
+		{name: "app with a dot", path: "namespaces/shop/apps/web.x/application", wantField: "app"},
+		{name: "app not a label", path: "namespaces/shop/apps/Web/application", wantField: "app"},
+		{name: "application with a parameter", path: "namespaces/shop/apps/web/application", query: "labelSelector=x", wantField: "labelSelector"},
+		{name: "application of no app", path: "namespaces/shop/apps/application", notFound: true, wantField: "path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +124,7 @@ func TestKeySharesWhatCanBeShared(t *testing.T) {
 		{parse("namespaces/a/pods/p/log", "tailLines=5"), parse("namespaces/a/pods/p/log", "sinceTime=2026-01-01T00:00:00Z")},
 		{parse("namespaces/a/pods", "labelSelector=x%3D1,app%3Dweb"), parse("namespaces/a/pods", "app=web&labelSelector=x%3D1")},
 		{parse("namespaces/a/pods", ""), parse("clusters/local/namespaces/a/pods", "")},
+		{parse("namespaces/a/apps/web/application", ""), parse("clusters/local/namespaces/a/apps/web/application", "")},
 	}
 	for i, p := range same {
 		if p[0].Key("local") != p[1].Key("local") {
@@ -127,6 +137,8 @@ func TestKeySharesWhatCanBeShared(t *testing.T) {
 		{parse("namespaces/a/pods", ""), parse("clusters/east/namespaces/a/pods", "")},
 		{parse("namespaces/a/events", "name=x"), parse("namespaces/a/events", "name=y")},
 		{parse("namespaces/a/workflows/x", ""), parse("namespaces/a/workflows/x/log", "")},
+		{parse("namespaces/a/apps/web/application", ""), parse("namespaces/a/apps/db/application", "")},
+		{parse("namespaces/a/apps/web/application", ""), parse("namespaces/b/apps/web/application", "")},
 	}
 	for i, p := range different {
 		if p[0].Key("local") == p[1].Key("local") {
@@ -148,6 +160,7 @@ func TestActions(t *testing.T) {
 		{"namespaces/a/events", []string{`list events in namespace "a"`, `watch events in namespace "a"`}},
 		{"namespaces/a/metrics/pods", []string{`list pods.metrics.k8s.io in namespace "a"`}},
 		{"namespaces/a/apps", []string{`list pods in namespace "a"`}},
+		{"namespaces/a/apps/web/application", []string{`list pods in namespace "a"`}},
 	}
 	for _, tt := range tests {
 		s, err := ParseSpec(tt.path, nil, "app")
@@ -173,6 +186,10 @@ func TestFieldSelector(t *testing.T) {
 	if got := s.FieldSelector(); got != "metadata.name=w1" {
 		t.Fatalf("workflow selector = %q", got)
 	}
+	s, _ = ParseSpec("namespaces/shop/apps/web/application", nil, "app")
+	if got := s.FieldSelector(); got != "metadata.name=shop.web" {
+		t.Fatalf("application selector = %q", got)
+	}
 }
 
 func FuzzParseSpec(f *testing.F) {
@@ -182,6 +199,7 @@ func FuzzParseSpec(f *testing.F) {
 	f.Add("/api/v1/stream/namespaces/a/metrics/pods", "labelSelector=a+in+(b,c)")
 	f.Add("namespaces/%zz/pods", "")
 	f.Add("namespaces/a/pods/p/log", "sinceTime=2026-01-02T03:04:05Z")
+	f.Add("clusters/c/namespaces/a/apps/web/application", "lastEventId=12")
 	f.Fuzz(func(t *testing.T, path, query string) {
 		q, err := url.ParseQuery(query)
 		if err != nil {
@@ -203,6 +221,9 @@ func FuzzParseSpec(f *testing.F) {
 		}
 		if strings.ContainsAny(s.Namespace+s.Name+s.Container, "/\x00") {
 			t.Fatalf("unsafe names %+v", s)
+		}
+		if s.Kind == KindApplication && strings.Count(s.ApplicationName(), ".") != 1 {
+			t.Fatalf("application %q names more than one app", s.ApplicationName())
 		}
 		_ = s.Key("default")
 	})
@@ -247,7 +268,7 @@ func FuzzParseResume(f *testing.F) {
 	f.Add("123")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, id string) {
-		for _, k := range []Kind{KindPods, KindPodLog, KindWorkflowLog, KindPodMetrics, KindApps} {
+		for _, k := range []Kind{KindPods, KindPodLog, KindWorkflowLog, KindPodMetrics, KindApps, KindApplication} {
 			r, err := ParseResume(k, id)
 			if err != nil {
 				continue

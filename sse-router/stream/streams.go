@@ -1,6 +1,7 @@
 // Package stream holds the router's kinds of stream: shared watches (pods, workflows,
-// events), pod log follows, merged workflow logs, pod metrics polls and app summaries,
-// each a topic many subscribers share, and the parsing of stream requests.
+// events), pod log follows, merged workflow logs, pod metrics polls, app summaries and
+// apps' Argo CD Applications, each a topic many subscribers share, and the parsing of
+// stream requests.
 package stream
 
 import (
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
@@ -63,6 +65,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Apps serves app summaries; nil leaves the apps stream unavailable.
 	Apps AppsSource
+	// ArgoCDNamespace is where Argo CD's Applications live; "" leaves the application
+	// stream unavailable.
+	ArgoCDNamespace string
 
 	Metrics *hub.Metrics
 	Logger  *slog.Logger
@@ -107,11 +112,28 @@ type Streams struct {
 	pollers  *hub.Registry[*metricsPoller]
 	podUsage *hub.Registry[*metricsTopic]
 	apps     *hub.Registry[*appsTopic]
+	argoApps *hub.Registry[*applicationTopic]
+	// dynamic reads Applications, by cluster name (none for a cluster without a
+	// rest.Config, as in tests with fake clients).
+	dynamic map[string]dynamic.Interface
 }
 
 // New makes the streams of clusters; topics run under ctx.
 func New(ctx context.Context, clusters *kube.Clusters, cfg Config) *Streams {
 	cfg.defaults()
+	dyn := map[string]dynamic.Interface{}
+	for _, name := range clusters.Names() {
+		cl, _ := clusters.Get(name)
+		if cl.Config == nil {
+			continue
+		}
+		d, err := dynamic.NewForConfig(cl.Config)
+		if err != nil {
+			cfg.Logger.Warn("no client for Argo CD's Applications", "cluster", name, "err", err)
+			continue
+		}
+		dyn[name] = d
+	}
 	reg := func(kind Kind) *hub.Registry[*watchTopic] {
 		return hub.NewRegistry[*watchTopic](ctx, string(kind), cfg.Linger, cfg.Metrics)
 	}
@@ -126,6 +148,8 @@ func New(ctx context.Context, clusters *kube.Clusters, cfg Config) *Streams {
 		pollers:  hub.NewRegistry[*metricsPoller](ctx, string(KindPodMetrics), cfg.Linger, cfg.Metrics),
 		podUsage: hub.NewRegistry[*metricsTopic](ctx, string(KindPodMetrics)+"_app", cfg.Linger, cfg.Metrics),
 		apps:     hub.NewRegistry[*appsTopic](ctx, string(KindApps), cfg.Linger, cfg.Metrics),
+		argoApps: hub.NewRegistry[*applicationTopic](ctx, string(KindApplication), cfg.Linger, cfg.Metrics),
+		dynamic:  dyn,
 	}
 }
 
@@ -201,6 +225,23 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			return newAppsTopic(cfg.Apps, cl.Name, ns, cfg.Metrics, cfg.Logger, backoff)
 		})
 		return t, release, nil
+	case KindApplication:
+		dyn := s.dynamic[cl.Name]
+		switch {
+		case cfg.ArgoCDNamespace == "":
+			return nil, nil, fmt.Errorf("%w: Argo CD's namespace is not configured", ErrUnavailable)
+		case dyn == nil:
+			return nil, nil, fmt.Errorf("%w: no client for Argo CD's Applications on cluster %q", ErrUnavailable, cl.Name)
+		}
+		t, release := s.argoApps.Acquire(key, func() *applicationTopic {
+			return newApplicationTopic(&listWatch{
+				kind: string(spec.Kind), metrics: cfg.Metrics, log: cfg.Logger,
+				lw:            listWatcherFor(dyn.Resource(ApplicationsResource).Namespace(cfg.ArgoCDNamespace)),
+				labelSelector: spec.Selector, fieldSelector: spec.FieldSelector(),
+				minBackoff: cfg.MinBackoff, maxBackoff: cfg.MaxBackoff,
+			}, spec.ApplicationName())
+		})
+		return t, release, nil
 	}
 	return nil, nil, fmt.Errorf("%w: kind %q", ErrUnavailable, spec.Kind)
 }
@@ -215,6 +256,7 @@ func (s *Streams) Wait() {
 	s.podUsage.Wait()
 	s.pollers.Wait()
 	s.apps.Wait()
+	s.argoApps.Wait()
 }
 
 // stripMeta drops what no portal page shows and costs bytes on every event.
