@@ -92,8 +92,9 @@ func (w *Watcher) recheckSteps(match func(wf *wfv1.Workflow, app string) bool) {
 	}
 }
 
-// applicationHandler rechecks the steps of an app's workflows when its Argo CD
-// Application changes, so that a deploy ends as soon as Argo CD says it is done.
+// applicationHandler emits an app's Argo CD Application's changes for the summaries
+// (applications.go), and rechecks the steps of the app's workflows when it changes, so
+// that a deploy ends as soon as Argo CD says it is done.
 func (w *Watcher) applicationHandler() cache.ResourceEventHandler {
 	changed := func(obj any) {
 		u, ok := obj.(*unstructured.Unstructured)
@@ -108,14 +109,33 @@ func (w *Watcher) applicationHandler() cache.ResourceEventHandler {
 	}
 	return cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				return
+			}
+			// Sent even from the initial list: Run does not wait for this informer, so
+			// the first round may list before it and miss a change made in between.
+			// Applications are few.
+			w.applicationChanged(nil, u)
 			if !initial {
 				changed(obj)
 			}
 		},
-		UpdateFunc: func(_, obj any) { changed(obj) },
+		UpdateFunc: func(oldObj, obj any) {
+			if o, ok := oldObj.(*unstructured.Unstructured); ok {
+				if u, ok := obj.(*unstructured.Unstructured); ok {
+					w.applicationChanged(o, u)
+				}
+			}
+			changed(obj)
+		},
 		DeleteFunc: func(obj any) {
+			final := true
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
+				obj, final = t.Obj, false
+			}
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				w.applicationDeleted(u, final)
 			}
 			changed(obj)
 		},
@@ -126,26 +146,19 @@ func (w *Watcher) applicationHandler() cache.ResourceEventHandler {
 var ApplicationsResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 
 // WatchApplications makes Run follow the Argo CD Applications of apps (those labelled
-// with LabelApp) in namespace, to recheck an app's waiting steps when its Application
-// changes. Call it before Run.
+// with LabelApp and LabelAppNamespace, of the watched namespaces) in namespace: their
+// sync and health go to the summaries, and an app's waiting steps are rechecked when
+// its Application changes. Call it before Run.
 func (w *Watcher) WatchApplications(dyn dynamic.Interface, namespace string) {
 	inf := dynamicinformer.NewFilteredDynamicInformer(dyn, ApplicationsResource, namespace, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = events.LabelApp }).Informer()
-	// Only the labels are read; an Application's status can be large.
+		func(o *metav1.ListOptions) { o.LabelSelector = w.applicationSelector() }).Informer()
 	_ = inf.SetTransform(func(obj any) (any, error) {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return obj, nil
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			return slimApplication(u), nil
 		}
-		out := &unstructured.Unstructured{}
-		out.SetAPIVersion(u.GetAPIVersion())
-		out.SetKind(u.GetKind())
-		out.SetNamespace(u.GetNamespace())
-		out.SetName(u.GetName())
-		out.SetUID(u.GetUID())
-		out.SetResourceVersion(u.GetResourceVersion())
-		out.SetLabels(u.GetLabels())
-		return out, nil
+		return obj, nil
 	})
 	w.applications = inf
+	w.applicationClient = dyn.Resource(ApplicationsResource).Namespace(namespace)
+	w.argoCDNamespace = namespace
 }

@@ -1,7 +1,7 @@
-// Package watch turns the cluster's pods and Argo Workflows of apps into the watcher's
-// events (internal/events): shared informers emit each change, and full-state rounds
-// (when the watcher starts and at an interval) emit every app's objects, so that the
-// summaries converge whatever was lost.
+// Package watch turns the cluster's pods, Argo Workflows and Argo CD Applications of
+// apps into the watcher's events (internal/events): shared informers emit each change,
+// and full-state rounds (when the watcher starts and at an interval) emit every app's
+// objects, so that the summaries converge whatever was lost.
 //
 // A round lists each kind with a fresh paginated LIST rather than reading the informers'
 // caches: a LIST is consistent at its resourceVersion, which is what lets the receiver
@@ -28,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -72,8 +73,11 @@ type Watcher struct {
 	synced atomic.Bool
 
 	workflowInformers []cache.SharedIndexInformer
-	// applications, when set, is the informer of Argo CD Applications (WatchApplications).
-	applications cache.SharedIndexInformer
+	// applications, when set, is the informer of Argo CD Applications (WatchApplications),
+	// applicationClient their resource in argoCDNamespace, listed by the rounds.
+	applications      cache.SharedIndexInformer
+	applicationClient dynamic.ResourceInterface
+	argoCDNamespace   string
 }
 
 // New returns a Watcher; metrics may be shared by successive Watchers.
@@ -411,7 +415,7 @@ func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
 // of the kind, and the list of those apps, all at one revision.
 func (w *Watcher) Round(ctx context.Context) error {
 	start := time.Now()
-	err := errors.Join(w.roundPods(ctx), w.roundWorkflows(ctx))
+	err := errors.Join(w.roundPods(ctx), w.roundWorkflows(ctx), w.roundApplications(ctx))
 	result := "ok"
 	if err != nil {
 		result = "error"
@@ -492,11 +496,16 @@ type listFunc func(ctx context.Context, ns string, opts metav1.ListOptions) (rv,
 // the whole listing (reset forgets what was added), since pages of different lists are
 // not one consistent state.
 func (w *Watcher) listAll(ctx context.Context, kind string, list listFunc, selector string, reset func()) (events.Ordering, error) {
+	return w.listNamespaces(ctx, kind, w.namespaces(), list, selector, reset)
+}
+
+// listNamespaces is listAll over the given namespaces.
+func (w *Watcher) listNamespaces(ctx context.Context, kind string, namespaces []string, list listFunc, selector string, reset func()) (events.Ordering, error) {
 	for attempt := 1; ; attempt++ {
 		clock := w.order.Clock()
 		var rev events.Ordering
 		expired := false
-		for _, ns := range w.namespaces() {
+		for _, ns := range namespaces {
 			opts := metav1.ListOptions{LabelSelector: selector, Limit: int64(w.cfg.PageSize)}
 			first := ""
 			for {
@@ -566,7 +575,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dwp_watcher_changes_total",
-			Help: "Changes of app objects emitted, by kind (pods, workflows) and change (changed, deleted)."}, []string{"kind", "change"}),
+			Help: "Changes of app objects emitted, by kind (pods, workflows, applications) and change (changed, deleted)."}, []string{"kind", "change"}),
 		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dwp_watcher_rounds_total",
 			Help: "Full-state rounds, by result."}, []string{"result"}),
 		roundApps: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dwp_watcher_round_apps",

@@ -361,6 +361,11 @@ func apply(t *testing.T, s *summarystore.Store, evs []event.Event) {
 			if err = derr; err == nil {
 				_, err = s.ApplyWorkflow(ctx, c, d, w)
 			}
+		case events.TypeApplicationChanged, events.TypeApplicationDeleted:
+			c, d, a, derr := events.DecodeApplication(e)
+			if err = derr; err == nil {
+				_, err = s.ApplyApplication(ctx, c, d, a)
+			}
 		case events.TypeAppSnapshot:
 			c, snap, derr := events.DecodeAppSnapshot(e)
 			if err = derr; err == nil {
@@ -371,6 +376,8 @@ func apply(t *testing.T, s *summarystore.Store, evs []event.Event) {
 			if err = derr; err == nil {
 				_, err = s.ApplyClusterSnapshot(ctx, c, snap)
 			}
+		case events.TypeWorkflowSucceeded, events.TypeWorkflowStep:
+			// for the task function's CD, not the summaries
 		default:
 			err = fmt.Errorf("unexpected type %s", e.Type())
 		}
