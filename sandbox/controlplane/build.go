@@ -55,7 +55,32 @@ var componentModules = []componentModule{
 		packages: []string{"sigs.k8s.io/metrics-server/cmd/metrics-server"},
 		outputs:  []string{"metrics-server"},
 	},
+	{
+		// Argo CD's two servers, and the helm and kustomize its repo-server runs: the
+		// versions its own image ships.
+		dir: "sandbox/modules/argocd",
+		packages: []string{
+			"./cmd/argocd-application-controller",
+			"./cmd/argocd-repo-server",
+			"helm.sh/helm/v3/cmd/helm",
+			"sigs.k8s.io/kustomize/kustomize/v5",
+		},
+		outputs: []string{"argocd-application-controller", "argocd-repo-server", "helm", "kustomize"},
+		// Without the version stamps Argo CD reports v99.99.99 and, worse, takes kustomize
+		// for a v99 and helm for an unknown version.
+		ldflags: "-X github.com/argoproj/argo-cd/v2/common.version=" + strings.TrimPrefix(argoCDVersion, "v") +
+			" -X helm.sh/helm/v3/internal/version.version=" + helmVersion +
+			" -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/" + kustomizeVersion,
+	},
 }
+
+// The Argo CD built (its CRDs are applied too), and the tools its 2.14 repo-server image
+// ships; they must match sandbox/modules/argocd/go.mod (a test checks).
+const (
+	argoCDVersion    = "v2.14.21"
+	helmVersion      = "v3.16.3"
+	kustomizeVersion = "v5.4.3"
+)
 
 // EnsureBuilt builds the control plane's programs into binDir and gathers the manifests
 // it applies, doing nothing for the parts whose inputs have not changed since the last

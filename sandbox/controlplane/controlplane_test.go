@@ -21,13 +21,16 @@ func TestPinnedVersionsMatchComponentModules(t *testing.T) {
 		{"../modules/argo/go.mod", "github.com/argoproj/argo-workflows/v3", argoWorkflowsVersion},
 		{"../modules/kube/go.mod", "sigs.k8s.io/kwok", kwokVersion},
 		{"../modules/kube/go.mod", "k8s.io/kubernetes", kubeVersion},
+		{"../modules/argocd/go.mod", "github.com/argoproj/argo-cd/v2", argoCDVersion},
+		{"../modules/argocd/go.mod", "helm.sh/helm/v3", helmVersion},
+		{"../modules/argocd/go.mod", "sigs.k8s.io/kustomize/kustomize/v5", kustomizeVersion},
 	}
 	for _, tc := range cases {
 		b, err := os.ReadFile(tc.gomod)
 		if err != nil {
 			t.Fatal(err)
 		}
-		re := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(tc.module) + `\s+(v\S+)`)
+		re := regexp.MustCompile(`(?m)^\s*(?:require\s+)?` + regexp.QuoteMeta(tc.module) + `\s+(v\S+)`)
 		m := re.FindSubmatch(b)
 		if m == nil {
 			t.Fatalf("%s does not require %s", tc.gomod, tc.module)
@@ -113,7 +116,8 @@ func TestDecodeYAMLDocuments(t *testing.T) {
 
 func TestOwnManifestsAreTemplatedCompletely(t *testing.T) {
 	vars := map[string]string{}
-	for _, k := range []string{"NODE_NAME", "ARGO_NAMESPACE", "CLUSTER_NAME", "PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "ARCHIVE_DB", "METRICS_IP", "METRICS_PORT"} {
+	for _, k := range []string{"NODE_NAME", "ARGO_NAMESPACE", "CLUSTER_NAME", "PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "ARCHIVE_DB", "METRICS_IP", "METRICS_PORT",
+		"ARGOCD_NAMESPACE", "ARGOCD_SECRET_KEY", "STORAGE_CLASS", "VOLUME_PROVISIONER", "INGRESS_CLASS", "INGRESS_CONTROLLER"} {
 		vars[k] = "x1"
 	}
 	objs, err := readOwnManifests(vars)

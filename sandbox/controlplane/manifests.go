@@ -33,7 +33,7 @@ const (
 // crdSources are applied first and waited for until Established.
 var crdSources = []manifestSource{
 	{"github.com/argoproj/argo-workflows/v3", argoWorkflowsVersion, []string{"manifests/base/crds/full/argoproj.io_*.yaml"}},
-	{"github.com/argoproj/argo-cd/v2", "v2.14.21", []string{"manifests/crds/application-crd.yaml", "manifests/crds/appproject-crd.yaml", "manifests/crds/applicationset-crd.yaml"}},
+	{"github.com/argoproj/argo-cd/v2", argoCDVersion, []string{"manifests/crds/application-crd.yaml", "manifests/crds/appproject-crd.yaml", "manifests/crds/applicationset-crd.yaml"}},
 	{"knative.dev/operator", "v0.42.2", []string{
 		"cmd/operator/kodata/knative-serving/1.15.2/1-serving-crds.yaml",
 		"cmd/operator/kodata/knative-eventing/1.15.0/1-eventing-crds.yaml",
