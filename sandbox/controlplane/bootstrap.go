@@ -139,7 +139,8 @@ func (a *applier) waitEstablished(ctx context.Context, objs []map[string]any) er
 }
 
 // bootstrap applies the CRDs (skipped when this state folder already has the same set),
-// kwok's configuration, the node, Argo's configuration and the metrics APIService.
+// kwok's configuration, the node, Argo's and Argo CD's configuration, the metrics
+// APIService, and the plane's StorageClass and IngressClass.
 func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(string)) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -168,6 +169,10 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(s
 	if err != nil {
 		return err
 	}
+	secretKey, err := argoCDSecretKey(cp.cfg.Dir)
+	if err != nil {
+		return err
+	}
 	own, err := readOwnManifests(map[string]string{
 		"NODE_NAME":      nodeName,
 		"ARGO_NAMESPACE": argoNamespace,
@@ -179,6 +184,13 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(s
 		"ARCHIVE_DB":     cp.cfg.Postgres.Database,
 		"METRICS_IP":     metricsIP,
 		"METRICS_PORT":   strconv.Itoa(cp.cfg.Ports.MetricsServer),
+
+		"ARGOCD_NAMESPACE":   argoCDNamespace,
+		"ARGOCD_SECRET_KEY":  secretKey,
+		"STORAGE_CLASS":      storageClassName,
+		"VOLUME_PROVISIONER": provisionerName,
+		"INGRESS_CLASS":      ingressClassName,
+		"INGRESS_CONTROLLER": ingressController,
 	})
 	if err != nil {
 		return err
@@ -262,7 +274,7 @@ func (cp *ControlPlane) waitReady(ctx context.Context, cs kubernetes.Interface, 
 			return err
 		}},
 		{"components running", func(ctx context.Context) error {
-			for _, name := range cp.order {
+			for _, name := range cp.started() {
 				if !cp.procs[name].running() {
 					return fmt.Errorf("%s is not running (see %s)", name, cp.procs[name].log)
 				}

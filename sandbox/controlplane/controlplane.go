@@ -1,7 +1,9 @@
 // Package controlplane runs a real Kubernetes control plane on loopback, built from Go
 // modules: embedded etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
 // (nodes, pod lifecycle, kubelet logs and metrics), Argo's workflow-controller archiving to
-// Postgres, and metrics-server behind the aggregation layer.
+// Postgres, metrics-server behind the aggregation layer, Argo CD's application controller
+// and repo-server, and a git server; the launcher itself emulates a volume provisioner and
+// an ingress controller.
 package controlplane
 
 import (
@@ -17,11 +19,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -31,23 +35,34 @@ import (
 // Ports are the loopback ports the components listen on.
 type Ports struct {
 	Etcd, EtcdPeer, APIServer, Kubelet, MetricsServer int
+	// Git is the git server's (smart HTTP).
+	Git int
+	// ArgoCDRepoServer and ArgoCDRepoServerMetrics are the repo-server's gRPC and metrics
+	// ports; ArgoCDControllerMetrics the application controller's metrics and health.
+	ArgoCDRepoServer, ArgoCDRepoServerMetrics, ArgoCDControllerMetrics int
 }
 
-// DefaultPorts are used by `make run` and `make cluster`.
+// DefaultPorts are used by `make run` and `make cluster`. Argo CD's are its usual ones
+// plus 10000, since make run's services use 8080, 8081 and 8090.
 func DefaultPorts() Ports {
-	return Ports{Etcd: 12379, EtcdPeer: 12380, APIServer: 6443, Kubelet: 10250, MetricsServer: 14443}
+	return Ports{
+		Etcd: 12379, EtcdPeer: 12380, APIServer: 6443, Kubelet: 10250, MetricsServer: 14443,
+		Git: 18080, ArgoCDRepoServer: 18081, ArgoCDRepoServerMetrics: 18084, ArgoCDControllerMetrics: 18082,
+	}
 }
 
-func (p Ports) named() []namedPort {
+func (p *Ports) named() []namedPort {
 	return []namedPort{
-		{"etcd", p.Etcd}, {"etcd peer", p.EtcdPeer}, {"kube-apiserver", p.APIServer},
-		{"kwok kubelet", p.Kubelet}, {"metrics-server", p.MetricsServer},
+		{"etcd", &p.Etcd}, {"etcd peer", &p.EtcdPeer}, {"kube-apiserver", &p.APIServer},
+		{"kwok kubelet", &p.Kubelet}, {"metrics-server", &p.MetricsServer}, {"git server", &p.Git},
+		{"argocd-repo-server", &p.ArgoCDRepoServer}, {"argocd-repo-server metrics", &p.ArgoCDRepoServerMetrics},
+		{"argocd-application-controller metrics", &p.ArgoCDControllerMetrics},
 	}
 }
 
 type namedPort struct {
 	name string
-	port int
+	port *int
 }
 
 // Postgres is where Argo's workflow-controller archives workflows.
@@ -90,14 +105,24 @@ const (
 
 // ControlPlane is a running control plane.
 type ControlPlane struct {
-	cfg   Config
-	info  Info
-	procs map[string]*process
-	order []string // start order; stopped in reverse
-	proxy *egressProxy
-	admin *rest.Config
-	ctl   *http.Server
-	mu    sync.Mutex
+	cfg    Config
+	info   Info
+	infoMu sync.Mutex // info changes once Argo CD is proven
+	procs  map[string]*process
+	order  []string // start order; stopped in reverse
+	// orderMu guards order: Argo CD starts after the plane is ready.
+	orderMu sync.Mutex
+	proxy   *egressProxy
+	git     *gitServer
+	redis   *miniredis.Miniredis
+	admin   *rest.Config
+	ctl     *http.Server
+	mu      sync.Mutex
+	// ctx is the plane's own: the in-process controllers and the Argo CD start-up run
+	// until Stop cancels it, and bg waits for them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 // Start brings every component up and returns once the whole plane is ready. The state
@@ -138,7 +163,7 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	} else if err := checkPortsFree(cfg.Ports); err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{cfg: cfg, procs: map[string]*process{}}
+	cp := newControlPlane(cfg)
 	defer func() {
 		if err != nil {
 			cp.Stop()
@@ -153,6 +178,15 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 	cp.admin.QPS, cp.admin.Burst = 500, 1000
+	if _, err := ensureGitopsRepo(ctx, filepath.Join(cfg.Dir, "git")); err != nil {
+		return nil, err
+	}
+	if cp.git, err = startGitServer(ctx, filepath.Join(cfg.Dir, "git"), cfg.Ports.Git, filepath.Join(cfg.Dir, "logs", "git-server.log")); err != nil {
+		return nil, err
+	}
+	if err := cp.startRedis(); err != nil {
+		return nil, err
+	}
 
 	dbErr := make(chan error, 1)
 	go func() { dbErr <- ensureDatabase(ctx, cfg.Postgres) }()
@@ -166,6 +200,9 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 	cp.define(files)
+	if err := cp.defineArgoCD(files.info.Kubeconfig); err != nil {
+		return nil, err
+	}
 	if seeded {
 		p := cp.procs["etcd"]
 		p.args = append(p.args, "--force-new-cluster")
@@ -201,6 +238,16 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := cp.bootstrap(ctx, ap, phase); err != nil {
 		return nil, err
 	}
+	waitEmulators, err := startEmulators(cp.ctx, cs, filepath.Join(cfg.Dir, "volumes"), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	cp.bg.Add(1)
+	go func() {
+		defer cp.bg.Done()
+		<-cp.ctx.Done()
+		waitEmulators()
+	}()
 	if err := <-dbErr; err != nil {
 		return nil, err
 	}
@@ -216,15 +263,34 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	if err := writeInfo(cp.info); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(cfg.Out, "control plane ready in %s\n", time.Since(begin).Round(10*time.Millisecond))
+	ready := time.Now()
+	fmt.Fprintf(cfg.Out, "control plane ready in %s\n", ready.Sub(begin).Round(10*time.Millisecond))
+	cp.bg.Add(1)
+	go func() {
+		defer cp.bg.Done()
+		cp.argoCDUp(ready)
+	}()
 	return cp, nil
 }
 
+func newControlPlane(cfg Config) *ControlPlane {
+	cp := &ControlPlane{cfg: cfg, procs: map[string]*process{}}
+	cp.ctx, cp.cancel = context.WithCancel(context.Background())
+	return cp
+}
+
 // Info describes the running plane.
-func (cp *ControlPlane) Info() Info { return cp.info }
+func (cp *ControlPlane) Info() Info {
+	cp.infoMu.Lock()
+	defer cp.infoMu.Unlock()
+	return cp.info
+}
 
 // Stop stops every component, newest first, and removes info.json.
 func (cp *ControlPlane) Stop() {
+	// The launcher's own goroutines first: the Argo CD start-up may still rewrite info.json.
+	cp.cancel()
+	cp.bg.Wait()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	_ = os.Remove(filepath.Join(cp.cfg.Dir, infoFile))
@@ -233,8 +299,15 @@ func (cp *ControlPlane) Stop() {
 		_ = cp.ctl.Shutdown(ctx)
 		cancel()
 	}
-	for i := len(cp.order) - 1; i >= 0; i-- {
-		cp.procs[cp.order[i]].stop()
+	order := cp.started()
+	for i := len(order) - 1; i >= 0; i-- {
+		cp.procs[order[i]].stop()
+	}
+	if cp.git != nil {
+		cp.git.close()
+	}
+	if cp.redis != nil {
+		cp.redis.Close()
 	}
 	if cp.proxy != nil {
 		cp.proxy.close()
@@ -271,8 +344,17 @@ func (cp *ControlPlane) startProcess(name string) error {
 	if err := p.start(); err != nil {
 		return err
 	}
+	cp.orderMu.Lock()
 	cp.order = append(cp.order, name)
+	cp.orderMu.Unlock()
 	return nil
+}
+
+// started lists the components started so far, in start order.
+func (cp *ControlPlane) started() []string {
+	cp.orderMu.Lock()
+	defer cp.orderMu.Unlock()
+	return slices.Clone(cp.order)
 }
 
 type stateFiles struct {
@@ -350,7 +432,11 @@ egressSelections:
 		LogDir:          filepath.Join(cfg.Dir, "pods"),
 		ControlSocket:   filepath.Join(cfg.Dir, "control.sock"),
 		NodeName:        nodeName,
+		GitURL:          "http://127.0.0.1:" + strconv.Itoa(cfg.Ports.Git),
+		ArgoCDNamespace: argoCDNamespace,
+		ArgoCDLog:       filepath.Join(cfg.Dir, "logs", "argocd-application-controller.log"),
 	}
+	f.info.GitopsRepo = f.info.GitURL + "/" + gitopsRepo
 	if err := writeKubeconfig(f.info.Kubeconfig, server, f.ca.CertFile, "admin", tokens["admin"]); err != nil {
 		return f, err
 	}
@@ -524,29 +610,30 @@ func (cp *ControlPlane) waitAPIServer(ctx context.Context, timeout time.Duration
 }
 
 func freePorts() (Ports, error) {
-	var ports []int
+	var p Ports
 	var lns []net.Listener
 	defer func() {
 		for _, l := range lns {
 			l.Close()
 		}
 	}()
-	for range 5 {
+	// Every listener stays open until all are chosen, so that no port is picked twice.
+	for _, np := range p.named() {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return Ports{}, fmt.Errorf("find a free port: %w", err)
 		}
 		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		*np.port = l.Addr().(*net.TCPAddr).Port
 	}
-	return Ports{Etcd: ports[0], EtcdPeer: ports[1], APIServer: ports[2], Kubelet: ports[3], MetricsServer: ports[4]}, nil
+	return p, nil
 }
 
 func checkPortsFree(p Ports) error {
 	for _, np := range p.named() {
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(np.port))
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(*np.port))
 		if err != nil {
-			return fmt.Errorf("port %d for %s is taken (is another control plane running? stop it, or choose other ports): %w", np.port, np.name, err)
+			return fmt.Errorf("port %d for %s is taken (is another control plane running? stop it, or choose other ports): %w", *np.port, np.name, err)
 		}
 		l.Close()
 	}
@@ -569,7 +656,7 @@ func (cp *ControlPlane) serveControl() error {
 		io.WriteString(w, "restarted\n")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		for _, name := range cp.order {
+		for _, name := range cp.started() {
 			state := "running"
 			if !cp.procs[name].running() {
 				state = "stopped"

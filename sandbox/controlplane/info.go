@@ -22,7 +22,8 @@ var userGroups = map[string][]string{
 }
 
 // Info describes a running control plane; the launcher writes it to info.json in its
-// state folder once every component is ready.
+// state folder once every component is ready, and rewrites it (atomically) once Argo CD
+// is known to sync.
 type Info struct {
 	// Dir is the state folder.
 	Dir string `json:"dir"`
@@ -48,6 +49,19 @@ type Info struct {
 	ControlSocket string `json:"controlSocket"`
 	// NodeName is the kwok node pods are scheduled on.
 	NodeName string `json:"nodeName"`
+	// GitURL is the git server's base URL (smart HTTP on loopback, no authentication).
+	GitURL string `json:"gitURL"`
+	// GitopsRepo is the URL of the GitOps repository (branch main), which takes pushes.
+	GitopsRepo string `json:"gitopsRepo"`
+	// ArgoCDNamespace is where Argo CD's configuration and Applications live.
+	ArgoCDNamespace string `json:"argoCDNamespace"`
+	// ArgoCDReady is set, and info.json rewritten, once Argo CD has synced a probe
+	// Application from GitopsRepo; the plane is ready before that.
+	ArgoCDReady bool `json:"argoCDReady"`
+	// ArgoCDError says why Argo CD could not be proven to sync, when it could not.
+	ArgoCDError string `json:"argoCDError,omitempty"`
+	// ArgoCDLog is the application controller's log file.
+	ArgoCDLog string `json:"argoCDLog"`
 }
 
 const infoFile = "info.json"

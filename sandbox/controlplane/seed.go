@@ -61,7 +61,8 @@ func ensureSeed(ctx context.Context, binDir string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cp := &ControlPlane{cfg: cfg, procs: map[string]*process{}, info: files.info}
+	cp := newControlPlane(cfg)
+	cp.info = files.info
 	if cp.admin, err = clientcmd.BuildConfigFromFlags("", files.info.Kubeconfig); err != nil {
 		return err
 	}

@@ -80,9 +80,11 @@ func up(ctx context.Context, cfg controlplane.Config) error {
 		return err
 	}
 	info := cp.Info()
-	fmt.Printf("\nkube-apiserver: %s\nexport KUBECONFIG=%s\n  try: %s --kubeconfig %s get nodes\ntest users: %v (kubeconfigs in %s)\nlogs: %s\n\n",
+	fmt.Printf("\nkube-apiserver: %s\nexport KUBECONFIG=%s\n  try: %s --kubeconfig %s get nodes\ntest users: %v (kubeconfigs in %s)\n"+
+		"gitops repository: %s (Argo CD in namespace %s, ready a few seconds after the plane)\nlogs: %s\n\n",
 		info.Server, info.Kubeconfig, filepath.Join(cfg.BinDir, "kubectl"), info.Kubeconfig,
-		controlplane.TestUsers, filepath.Dir(info.Kubeconfig), filepath.Join(info.Dir, "logs"))
+		controlplane.TestUsers, filepath.Dir(info.Kubeconfig), info.GitopsRepo, info.ArgoCDNamespace,
+		filepath.Join(info.Dir, "logs"))
 	<-ctx.Done()
 	fmt.Println("stopping the control plane")
 	cp.Stop()
