@@ -1,7 +1,7 @@
 // Package clustertest gives integration tests a real local control plane
 // (kube-apiserver, controller-manager, scheduler, kwok, Argo's workflow-controller,
-// metrics-server) started once per test binary, or reused when DWP_CLUSTER_DIR names
-// the state folder of one already running (as `make test` does).
+// metrics-server, Argo CD and a git server) started once per test binary, or reused when
+// DWP_CLUSTER_DIR names the state folder of one already running (as `make test` does).
 //
 // Use it from TestMain:
 //
@@ -13,6 +13,8 @@
 //	ns := env.Namespace(t)                 // a fresh namespace, deleted when the test ends
 //	cs := env.AdminClientset(t)
 //	alice := env.UserConfig(t, "alice")    // a rest.Config authenticated as the test user alice
+//	env.WaitArgoCD(t)                      // before using Argo CD (ready a few seconds after the plane)
+//	env.GitPush(t, "msg", files)           // commit to main of env.GitopsRepo
 package clustertest
 
 import (
@@ -468,6 +470,110 @@ func (e *Env) Control(ctx context.Context, command string) error {
 func (e *Env) String() string {
 	b, _ := json.Marshal(struct{ Server, Kubeconfig string }{e.Server, e.Kubeconfig})
 	return string(b)
+}
+
+// WaitArgoCD waits until the plane's Argo CD has been proven to sync (the launcher does so
+// after the plane is ready, in about ten seconds) and returns the plane's Info as then
+// rewritten. Call it first in tests that need Argo CD; it fails with the tail of the
+// application controller's log when Argo CD does not become ready.
+func (e *Env) WaitArgoCD(t testing.TB) controlplane.Info {
+	t.Helper()
+	const timeout = 3 * time.Minute
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := controlplane.ReadInfo(e.Dir)
+		switch {
+		case err != nil:
+			t.Fatalf("wait for Argo CD: %v", err)
+		case info.ArgoCDReady:
+			return info
+		case info.ArgoCDError != "":
+			t.Fatalf("Argo CD cannot sync: %s\n%s", info.ArgoCDError, logTail(info.ArgoCDLog))
+		case time.Now().After(deadline):
+			t.Fatalf("Argo CD not ready after %s\n%s", timeout, logTail(info.ArgoCDLog))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return path + ", last lines:\n" + lastLines(string(b), 40)
+}
+
+// GitPush commits files (path in the repository → content; an empty content deletes the
+// file) to the branch main of the plane's GitOps repository with the git CLI, over smart
+// HTTP, and returns the new commit. Other tests push to the same repository: a push
+// outrun by theirs is made again on top of the new main.
+func (e *Env) GitPush(t testing.TB, message string, files map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var lastErr error
+	for range 10 {
+		// Not t.TempDir: GitPush may run in a cleanup.
+		work, err := os.MkdirTemp("", "clustertest-git-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := e.gitPushOnce(ctx, work, message, files)
+		os.RemoveAll(work)
+		if err == nil {
+			return rev
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	t.Fatalf("push to %s: %v", e.GitopsRepo, lastErr)
+	return ""
+}
+
+func (e *Env) gitPushOnce(ctx context.Context, work, message string, files map[string]string) (string, error) {
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_AUTHOR_NAME=clustertest", "GIT_AUTHOR_EMAIL=clustertest@localhost",
+			"GIT_COMMITTER_NAME=clustertest", "GIT_COMMITTER_EMAIL=clustertest@localhost")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if _, err := git("clone", "--quiet", "--branch", "main", e.GitopsRepo, "."); err != nil {
+		return "", err
+	}
+	for name, content := range files {
+		path := filepath.Join(work, filepath.FromSlash(name))
+		if content == "" {
+			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+				return "", err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	if _, err := git("add", "--all"); err != nil {
+		return "", err
+	}
+	if _, err := git("commit", "--quiet", "--allow-empty", "--message", message); err != nil {
+		return "", err
+	}
+	if _, err := git("push", "--quiet", "origin", "main"); err != nil {
+		return "", err
+	}
+	return git("rev-parse", "HEAD")
 }
 
 // WaitPodLogServed waits until the API server serves the container's log (kwok picks up a
