@@ -32,6 +32,7 @@ import (
 
 	wfclientset "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/julienschmidt/httprouter"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -52,10 +53,14 @@ type Family struct {
 	key  cdrun.Key
 	log  *slog.Logger
 	now  func() time.Time
+	// ancestry remembers which revisions hold which ("rev ancestor" → bool).
+	ancestry *utilcache.LRUExpireCache
 }
 
 // New returns the family, configured by Start.
-func New() *Family { return &Family{now: time.Now, log: slog.Default()} }
+func New() *Family {
+	return &Family{now: time.Now, log: slog.Default(), ancestry: utilcache.NewLRUExpireCache(4096)}
+}
 
 // Start reads the configuration and makes the clients; it does no network I/O.
 func (f *Family) Start(_ context.Context, cfg map[string]string) error {

@@ -103,11 +103,17 @@ func (f *Family) onStep(ctx context.Context, e event.Event) (*event.Event, error
 	}
 	st := &step{wf: wf, node: node}
 	var out outcome
-	if f.key == nil || f.repo == nil {
+	var sealErr error
+	if f.key != nil {
+		st.run, sealErr = f.key.Open(wf.Namespace, wf.Name, wf.Annotations)
+	}
+	switch {
+	case f.key == nil || f.repo == nil:
 		out = failedWith("GitOps CD is off in the task function: it needs %s and %s", EnvRepo, EnvRunKeyFile)
-	} else if st.run, err = f.key.Open(wf.Namespace, wf.Name, wf.Annotations); err != nil {
-		out = failedWith("%v: submit CD Task Runners through the task function", err)
-	} else {
+	case sealErr != nil:
+		// The workflow's fault, not the event's: the step fails and the event is done.
+		out = failedWith("%v: submit CD Task Runners through the task function", sealErr)
+	default:
 		switch node.TemplateName {
 		case StepCommit:
 			out, err = f.commit(ctx, st)
@@ -297,7 +303,19 @@ func (f *Family) sync(ctx context.Context, st *step) (outcome, error) {
 		return outcome{}, fmt.Errorf("get Application %s: %w", name, err)
 	}
 	s := readStatus(u)
-	v, msg := s.judge(revision)
+	// Argo CD follows the branch: once others commit too, it reports a later revision,
+	// which holds this run's commit all the same.
+	at := revision
+	if s.SyncRevision != "" && s.SyncRevision != revision {
+		ok, err := f.includes(ctx, s.SyncRevision, revision)
+		if err != nil {
+			return outcome{}, err
+		}
+		if ok {
+			at = s.SyncRevision
+		}
+	}
+	v, msg := s.judge(at)
 	switch v {
 	case done:
 		return succeeded(msg, nil), nil
@@ -311,7 +329,7 @@ func (f *Family) sync(ctx context.Context, st *step) (outcome, error) {
 	if started := st.node.StartedAt.Time; !started.IsZero() && f.now().Sub(started) > timeout {
 		return failedWith("timeout: Argo CD did not report %s Synced and Healthy within %s (%s): %s", short(revision), timeout, s.summary(), s.detail()), nil
 	}
-	if s.SyncRevision != revision && !s.Refreshing {
+	if s.SyncRevision != at && !s.Refreshing {
 		// Argo CD has not seen the commit yet: ask it to look now rather than at its next poll.
 		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"hard"}}}`, annotationRefresh)
 		if _, err := apps.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
@@ -319,6 +337,20 @@ func (f *Family) sync(ctx context.Context, st *step) (outcome, error) {
 		}
 	}
 	return outcome{}, nil
+}
+
+// includes says whether rev holds ancestor, remembering answers (they never change).
+func (f *Family) includes(ctx context.Context, rev, ancestor string) (bool, error) {
+	key := rev + " " + ancestor
+	if v, ok := f.ancestry.Get(key); ok {
+		return v.(bool), nil
+	}
+	ok, err := f.repo.Includes(ctx, rev, ancestor)
+	if err != nil {
+		return false, fmt.Errorf("is %s in %s: %w", short(ancestor), short(rev), err)
+	}
+	f.ancestry.Add(key, ok, time.Hour)
+	return ok, nil
 }
 
 func (f *Family) timeout(run cdrun.Run) (time.Duration, error) {

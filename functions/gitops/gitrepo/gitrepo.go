@@ -174,3 +174,26 @@ func (r *Repo) ReadFile(ctx context.Context, name string) ([]byte, error) {
 	}
 	return b, err
 }
+
+// Includes says whether the commit rev is ancestor or a descendant of it on the branch:
+// whether a checkout of rev holds what ancestor committed (unless later undone).
+func (r *Repo) Includes(ctx context.Context, rev, ancestor string) (bool, error) {
+	if rev == ancestor {
+		return true, nil
+	}
+	repo, err := git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{
+		URL: r.URL, Auth: r.auth(), ReferenceName: r.branch(), SingleBranch: true, Tags: git.NoTags, NoCheckout: true,
+	})
+	if err != nil {
+		return false, fmt.Errorf("clone %s (branch %s): %w", r.URL, r.Branch, err)
+	}
+	a, err := repo.CommitObject(plumbing.NewHash(ancestor))
+	if err != nil {
+		return false, fmt.Errorf("commit %s: %w", ancestor, err)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(rev))
+	if err != nil {
+		return false, fmt.Errorf("commit %s: %w", rev, err)
+	}
+	return a.IsAncestor(c)
+}

@@ -119,6 +119,14 @@ func TestUpdate(t *testing.T) {
 	if b, err := r.ReadFile(ctx, "README.md"); err != nil || string(b) != "GitOps\n" {
 		t.Fatalf("ReadFile = %q, %v", b, err)
 	}
+	for _, tt := range []struct {
+		rev, ancestor string
+		want          bool
+	}{{del.Revision, res.Revision, true}, {res.Revision, del.Revision, false}, {res.Revision, res.Revision, true}} {
+		if got, err := r.Includes(ctx, tt.rev, tt.ancestor); err != nil || got != tt.want {
+			t.Errorf("Includes(%s, %s) = %v, %v; want %v", tt.rev[:7], tt.ancestor[:7], got, err, tt.want)
+		}
+	}
 	if head, err := r.Head(ctx); err != nil || head != del.Revision {
 		t.Fatalf("Head = %s, %v; want %s", head, err, del.Revision)
 	}

@@ -330,6 +330,46 @@ func (fx *fixture) head(t *testing.T) string {
 	return h
 }
 
+// commits counts the commits of the branch that touch the folder (apps/<ns>/<app>, or
+// the whole namespace's when app is empty). Tests run in parallel and share the
+// repository: what one test checks is its own folder.
+func (fx *fixture) commits(t *testing.T, app string) int {
+	t.Helper()
+	folder := "apps/" + fx.ns + "/"
+	if app != "" {
+		folder += app + "/"
+	}
+	r, err := git.Clone(memory.NewStorage(), nil, &git.CloneOptions{URL: fx.env.GitopsRepo, ReferenceName: plumbing.NewBranchReferenceName("main"), SingleBranch: true, NoCheckout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iter, err := r.Log(&git.LogOptions{PathFilter: func(p string) bool { return strings.HasPrefix(p, folder) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := iter.ForEach(func(*object.Commit) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// revision is the commit a run's commit step made or found.
+func revision(t *testing.T, wf *wfv1.Workflow) string {
+	t.Helper()
+	for _, n := range wf.Status.Nodes {
+		if n.TemplateName == gitops.StepCommit && n.Outputs != nil {
+			for _, p := range n.Outputs.Parameters {
+				if p.Name == gitops.ParamRevision && p.Value != nil {
+					return p.Value.String()
+				}
+			}
+		}
+	}
+	t.Fatalf("workflow %s has no revision output: %s", wf.Name, nodes(wf))
+	return ""
+}
+
 // commit reads one commit of the GitOps repository and, when path is set, that file at it.
 func (fx *fixture) commit(t *testing.T, rev, path string) (*object.Commit, string, bool) {
 	t.Helper()
