@@ -46,6 +46,7 @@ func routerConfig() server.Config {
 		WriteTimeout: 5 * time.Second, WatchReplay: 1000, LogReplay: 1000, WorkflowLogReplay: 10000,
 		MetricsInterval: 5 * time.Second, AuthCacheTTL: 2 * time.Second, AppLabel: "app",
 		TokenCookie: "dwp_token", MaxSubscriptions: 8, ShutdownTimeout: 5 * time.Second,
+		ArgoCDNamespace: "argocd",
 	}
 }
 

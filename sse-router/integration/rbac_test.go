@@ -34,6 +34,7 @@ func TestRBACOnEveryStream(t *testing.T) {
 		"namespaces/" + ns + "/events?kind=Pod&name=web-1",
 		"namespaces/" + ns + "/metrics/pods?app=web",
 		"namespaces/" + ns + "/apps",
+		"namespaces/" + ns + "/apps/web/application",
 		mux,
 	}
 	carol := env.Token(t, "carol")
