@@ -194,13 +194,11 @@ func newApplicationTopic(loop *listWatch, name string) *applicationTopic {
 // Run follows the Application until ctx ends.
 func (t *applicationTopic) Run(ctx context.Context) { t.loop.run(ctx, t) }
 
-// viewOf is the encoded view of obj, or nil when obj is not the topic's Application.
-func (t *applicationTopic) viewOf(obj runtime.Object) []byte {
+// own returns obj when it is the topic's Application (the watch's selectors should let
+// no other through).
+func (t *applicationTopic) own(obj runtime.Object) (*unstructured.Unstructured, bool) {
 	u, ok := obj.(*unstructured.Unstructured)
-	if !ok || u.GetName() != t.name {
-		return nil
-	}
-	return mustJSON(ViewOf(u.Object))
+	return u, ok && u.GetName() == t.name
 }
 
 // Subscribe implements Topic.
@@ -229,8 +227,8 @@ func (t *applicationTopic) stateLocked() *hub.Message {
 func (t *applicationTopic) replace(items []runtime.Object, rv string, relist bool) {
 	var view []byte
 	for _, obj := range items {
-		if v := t.viewOf(obj); v != nil {
-			view = v
+		if u, ok := t.own(obj); ok {
+			view = mustJSON(ViewOf(u.Object))
 		}
 	}
 	t.mu.Lock()
@@ -246,9 +244,14 @@ func (t *applicationTopic) replace(items []runtime.Object, rv string, relist boo
 }
 
 func (t *applicationTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
+	u, ok := t.own(obj)
+	if !ok {
+		t.progress(rv)
+		return
+	}
 	var view []byte
 	if typ != watch.Deleted {
-		view = t.viewOf(obj)
+		view = mustJSON(ViewOf(u.Object))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -351,12 +351,15 @@ func TestApplicationTopicIgnoresOthers(t *testing.T) {
 	topic.replace(nil, "5", false)
 	_ = topic.Subscribe(t.Context(), c.NewSubscription(""), Join{})
 	recv(t, c)
-	other := application(t, nil)
-	other.SetName("shop.db")
-	topic.event(watch.Added, other, "6")
-	noMessage(t, c)
-	topic.event(watch.Added, application(t, nil), "7")
-	if m := recv(t, c); m.Events[0].ID != "7" {
+	topic.event(watch.Added, application(t, nil), "6")
+	if m := recv(t, c); m.Events[0].ID != "6" {
 		t.Fatalf("got %v", eventNames(m))
 	}
+	other := application(t, nil)
+	other.SetName("shop.db")
+	status(other.Object)["health"] = map[string]any{"status": "Degraded"}
+	for _, typ := range []watch.EventType{watch.Added, watch.Modified, watch.Deleted} {
+		topic.event(typ, other, "7")
+	}
+	noMessage(t, c)
 }
