@@ -306,3 +306,67 @@ func TestProject(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// CI → CD: a CI run of an app that opted in deploys the image it pushed, without anyone
+// submitting the deploy.
+func TestCISuccessDeploys(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	ctx := context.Background()
+	// CI runs as the project's Task Runner (a dwp-cd-project run makes it).
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "dwp-task-runner"}}
+	if _, err := fx.kube.CoreV1().ServiceAccounts(fx.ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The app opts in with its first deploy.
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-app-service", "web", "image=registry.example/web:1", "replicas=2", "auto-deploy=true"), runTimeout)
+
+	start := time.Now()
+	ci := fx.mustSubmit(t, "dwp-ci", "web", "repo=https://git.example/web.git", "image=registry.example/web:2")
+	fx.succeeded(t, ci, runTimeout)
+	var cd string
+	eventually(t, 60*time.Second, "a CD run of the CI run's image", func() error {
+		list, err := fx.argo.ArgoprojV1alpha1().Workflows(fx.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		for _, wf := range list.Items {
+			if wf.Annotations[gitops.AnnotationTriggeredBy] == ci {
+				cd = wf.Name
+				return nil
+			}
+		}
+		return fmt.Errorf("none among %d workflows", len(list.Items))
+	})
+	fx.succeeded(t, cd, runTimeout)
+	eventually(t, 30*time.Second, "the new image live", func() error {
+		d, err := fx.kube.AppsV1().Deployments(fx.ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:2" || d.Status.ReadyReplicas != 2 || d.Status.UpdatedReplicas != 2 {
+			return fmt.Errorf("image %s, %d ready, %d updated", img, d.Status.ReadyReplicas, d.Status.UpdatedReplicas)
+		}
+		return nil
+	})
+	t.Logf("CI submit → new image live through CI → CD: %s", time.Since(start).Round(10*time.Millisecond))
+	wf, err := fx.argo.ArgoprojV1alpha1().Workflows(fx.ns).Get(ctx, cd, metav1.GetOptions{})
+	if err != nil || wf.Annotations["dwp.io/submitted-by"] != "alice" {
+		t.Fatalf("the CD run is not alice's: %v %v", wf.Annotations, err)
+	}
+
+	// An app that did not opt in is not deployed by its CI runs.
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-app-service", "api", "image=registry.example/api:1"), runTimeout)
+	ci2 := fx.mustSubmit(t, "dwp-ci", "api", "repo=https://git.example/api.git", "image=registry.example/api:2")
+	fx.succeeded(t, ci2, runTimeout)
+	time.Sleep(3 * time.Second)
+	list, err := fx.argo.ArgoprojV1alpha1().Workflows(fx.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wf := range list.Items {
+		if wf.Annotations[gitops.AnnotationTriggeredBy] != "" {
+			t.Fatalf("CI deployed an app that did not opt in: %s", wf.Name)
+		}
+	}
+}

@@ -74,7 +74,7 @@ func setupShared(t *testing.T, env *clustertest.Env) {
 			"ClusterRole":             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
 			"ClusterRoleBinding":      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 		}
-		for _, file := range []string{"cd.yaml", "rbac.yaml"} {
+		for _, file := range []string{"ci.yaml", "cd.yaml", "rbac.yaml"} {
 			b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "task-runner", file))
 			if err != nil {
 				shared.err = err
