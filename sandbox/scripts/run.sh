@@ -36,8 +36,27 @@ archive=$(info archiveDSN)
 server=$(info server)
 alice=$(sed -n 's/.*"alice": "\([0-9a-f]*\)".*/\1/p' "$state/cluster/info.json" | tail -n 1)
 
-# A demo namespace the portal's users can look at: alice may edit it.
+gitops=$(info gitopsRepo)
+argocd=$(info argoCDNamespace)
+
+# A demo namespace the portal's users can look at: alice may edit it. The Task Runners
+# (CI and CD templates) and the AppProject of the apps' Argo CD Applications, limited to
+# the plane's GitOps repository.
 bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -k deploy/demo >/dev/null
+bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -k deploy/task-runner >/dev/null
+bin/kubectl --kubeconfig "$DWP_KUBECONFIG" apply -f - >/dev/null <<YAML
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata: {name: dwp, namespace: $argocd}
+spec:
+  sourceRepos: ["$gitops"]
+  destinations: [{server: "https://kubernetes.default.svc", namespace: "*"}]
+  clusterResourceWhitelist: [{group: "", kind: Namespace}]
+YAML
+
+# The key that seals CD runs; kept with the plane's state, so runs survive a restart.
+runkey="$state/run.key"
+[ -s "$runkey" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$runkey")
 
 start() { # name, then the command; its output goes to .state/logs/<name>.log
   local name=$1; shift
@@ -46,7 +65,8 @@ start() { # name, then the command; its output goes to .state/logs/<name>.log
 }
 
 start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" DWP_ARCHIVE_CLUSTER_NAME=local \
-  DWP_REDIS_ADDR=127.0.0.1:6379 bin/dwp-function
+  DWP_REDIS_ADDR=127.0.0.1:6379 DWP_GITOPS_REPO="$gitops" DWP_RUN_KEY_FILE="$runkey" \
+  DWP_ARGOCD_NAMESPACE="$argocd" bin/dwp-function
 start watcher env K_SINK=http://127.0.0.1:8080/events DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
   DWP_RESYNC_INTERVAL=1m bin/watcher
 # The kubeconfig's context is dwp-local; the watcher names the cluster "default".
@@ -68,6 +88,13 @@ dwp-sre is running on the local control plane ($server).
 Try, as the demo user alice:
   curl -H "Authorization: Bearer $alice" http://127.0.0.1:8080/api/v1/namespaces/demo/apps
   curl -N -H "Authorization: Bearer $alice" http://127.0.0.1:8090/api/v1/stream/namespaces/demo/pods
+
+Deploy an app service through GitOps (commit to $gitops, synced by Argo CD; Argo CD
+can sync some seconds after the plane is ready), then follow its Argo CD Application:
+  curl -H "Authorization: Bearer $alice" -H 'Content-Type: application/json' \\
+    -d '{"resourceKind":"ClusterWorkflowTemplate","resourceName":"dwp-cd-app-service","app":"shop","submitOptions":{"parameters":["image=registry.example/shop:1.0.0","replicas=2"]}}' \\
+    http://127.0.0.1:8080/api/v1/namespaces/demo/workflows
+  curl -N -H "Authorization: Bearer $alice" http://127.0.0.1:8090/api/v1/stream/namespaces/demo/apps/shop/application
 
 Ctrl-C stops everything.
 MSG
