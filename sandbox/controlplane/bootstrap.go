@@ -195,7 +195,12 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(s
 	if err != nil {
 		return err
 	}
-	if err := ap.apply(ctx, append(kwok, own...)); err != nil {
+	// Namespaces first: an object whose namespace is missing is retried only after a pause.
+	namespaces, rest := splitNamespaces(own)
+	if err := ap.apply(ctx, namespaces); err != nil {
+		return err
+	}
+	if err := ap.apply(ctx, append(kwok, rest...)); err != nil {
 		return err
 	}
 	phase("cluster objects applied")
@@ -204,6 +209,17 @@ func (cp *ControlPlane) bootstrap(ctx context.Context, ap *applier, phase func(s
 		return err
 	}
 	return untaintNode(ctx, cs)
+}
+
+func splitNamespaces(objs []map[string]any) (namespaces, rest []map[string]any) {
+	for _, o := range objs {
+		if o["kind"] == "Namespace" && o["apiVersion"] == "v1" {
+			namespaces = append(namespaces, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	return namespaces, rest
 }
 
 // untaintNode removes the not-ready taint that admission puts on new nodes: the
