@@ -33,6 +33,7 @@ const header = `# The CD Task Runners: GitOps deploys as Argo workflows. Each st
 var descriptions = map[string]string{
 	string(manifest.KindProject):    "A project: its Namespace, the Task Runner's ServiceAccount and the members' RoleBindings. The app is the project's name.",
 	string(manifest.KindAppService): "Deploy an app service: Deployment and Service, optional Ingress and HorizontalPodAutoscaler.",
+	string(manifest.KindHelm):       "A Helm release: install a chart, upgrade its version, change its values.",
 	string(manifest.KindJob):        "Run a Job.",
 	string(manifest.KindCronJob):    "A CronJob: create it, change its schedule, suspend or resume it.",
 	string(manifest.KindVolume):     "A PersistentVolumeClaim: create or resize it.",

@@ -370,3 +370,36 @@ func TestCISuccessDeploys(t *testing.T) {
 		}
 	}
 }
+
+// A Helm release installs, changes values and upgrades its chart, the chart served by a
+// chart repository of the test's own.
+func TestHelmRelease(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	ctx := context.Background()
+	repo := chartRepository(t, "greeter", "0.1.0", "0.2.0")
+
+	settings := func(want, version string) func() error {
+		return func() error {
+			cm, err := fx.kube.CoreV1().ConfigMaps(fx.ns).Get(ctx, "greeter-settings", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if cm.Data["greeting"] != want || cm.Labels["chart-version"] != version {
+				return fmt.Errorf("greeting %q, chart %q", cm.Data["greeting"], cm.Labels["chart-version"])
+			}
+			return nil
+		}
+	}
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-helm", "greeter", "chart=greeter", "repo="+repo, "version=0.1.0", "values=greeting: hi"), runTimeout)
+	eventually(t, 10*time.Second, "installed with its values", settings("hi", "0.1.0"))
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-helm", "greeter", "chart=greeter", "repo="+repo, "version=0.1.0", "values={\"greeting\": \"hey\"}"), runTimeout)
+	eventually(t, 10*time.Second, "new values applied", settings("hey", "0.1.0"))
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-helm", "greeter", "chart=greeter", "repo="+repo, "version=0.2.0", "values={\"greeting\": \"hey\"}"), runTimeout)
+	eventually(t, 10*time.Second, "chart upgraded", settings("hey", "0.2.0"))
+
+	a := fx.submit(t, "alice", "dwp-cd-helm", "greeter", "chart=greeter", "repo="+repo, "version=latest")
+	if a.code != http.StatusBadRequest || !strings.Contains(string(a.body), "submitOptions.parameters.version") {
+		t.Fatalf("a chart version range was accepted: %d %s", a.code, a.body)
+	}
+}

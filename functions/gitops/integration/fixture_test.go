@@ -491,3 +491,49 @@ func grantNamespaces(t *testing.T, fx *fixture, user string) {
 		return nil
 	})
 }
+
+// chartRepository packages a chart of each version with the plane's helm and serves them
+// as a chart repository on loopback; it returns the repository's URL.
+func chartRepository(t *testing.T, chart string, versions ...string) string {
+	t.Helper()
+	helm := filepath.Join(repoRoot(), "bin", "helm")
+	root := t.TempDir()
+	repo := filepath.Join(root, "repo")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range versions {
+		dir := filepath.Join(root, v, chart)
+		files := map[string]string{
+			"Chart.yaml":  fmt.Sprintf("apiVersion: v2\nname: %s\nversion: %s\n", chart, v),
+			"values.yaml": "greeting: hello\n",
+			"templates/configmap.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-settings
+  labels:
+    chart-version: {{ .Chart.Version | quote }}
+data:
+  greeting: {{ .Values.greeting | quote }}
+`,
+		}
+		for name, body := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if out, err := exec.Command(helm, "package", dir, "--destination", repo).CombinedOutput(); err != nil {
+			t.Fatalf("helm package: %v\n%s", err, out)
+		}
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
+	t.Cleanup(srv.Close)
+	if out, err := exec.Command(helm, "repo", "index", repo, "--url", srv.URL).CombinedOutput(); err != nil {
+		t.Fatalf("helm repo index: %v\n%s", err, out)
+	}
+	return srv.URL
+}

@@ -28,11 +28,13 @@ const (
 	KindCronJob Kind = "cronjob"
 	// KindVolume renders a PersistentVolumeClaim.
 	KindVolume Kind = "volume"
+	// KindHelm renders a Helm release: the chart, version and values kustomize inflates.
+	KindHelm Kind = "helm"
 )
 
 // Kinds lists every kind, in a stable order.
 func Kinds() []Kind {
-	return []Kind{KindProject, KindAppService, KindJob, KindCronJob, KindVolume}
+	return []Kind{KindProject, KindAppService, KindHelm, KindJob, KindCronJob, KindVolume}
 }
 
 // DefaultAppLabel is the label naming the app when Target.AppLabel is empty.
@@ -97,6 +99,8 @@ func Parse(kind Kind, t Target, params map[string]string) (Spec, []FieldError) {
 		s = parseCronJob(t, r)
 	case KindVolume:
 		s = parseVolume(t, r)
+	case KindHelm:
+		s = parseHelm(t, r)
 	}
 	if errs = append(errs, r.sortedErrors()...); len(errs) > 0 {
 		return nil, errs
@@ -138,25 +142,34 @@ type kustomization struct {
 	APIVersion string   `json:"apiVersion"`
 	Kind       string   `json:"kind"`
 	Resources  []string `json:"resources"`
+	Generators []string `json:"generators,omitempty"`
 }
 
 // KustomizationFile is the name of the file Kustomization renders.
 const KustomizationFile = "kustomization.yaml"
 
 // Kustomization renders the kustomization.yaml of a folder holding files: sorted, without
-// duplicates, and without kustomization.yaml itself.
+// duplicates, and without kustomization.yaml itself; Helm releases (helm-*.yaml) are
+// generators, the rest resources.
 func Kustomization(files []string) []byte {
 	resources := make([]string, 0, len(files))
+	var generators []string
 	for _, f := range files {
-		if f != KustomizationFile {
+		switch {
+		case f == KustomizationFile:
+		case strings.HasPrefix(f, helmPrefix):
+			generators = append(generators, f)
+		default:
 			resources = append(resources, f)
 		}
 	}
 	slices.Sort(resources)
+	slices.Sort(generators)
 	b, err := yaml.Marshal(kustomization{
 		APIVersion: "kustomize.config.k8s.io/v1beta1",
 		Kind:       "Kustomization",
 		Resources:  slices.Compact(resources),
+		Generators: slices.Compact(generators),
 	})
 	if err != nil {
 		panic(err) // a struct of strings always marshals

@@ -42,6 +42,8 @@ func valid(kind manifest.Kind) map[string]string {
 		return map[string]string{"name": "nightly", "image": "registry.example/shop:1.2.3", "schedule": "0 3 * * *"}
 	case manifest.KindVolume:
 		return map[string]string{"name": "data", "size": "10Gi"}
+	case manifest.KindHelm:
+		return map[string]string{"chart": "redis", "repo": "https://charts.example/stable", "version": "1.2.3"}
 	}
 	return map[string]string{}
 }
@@ -706,6 +708,7 @@ func TestDeterministic(t *testing.T) {
 		manifest.KindCronJob:    with(manifest.KindCronJob, map[string]string{"time-zone": "UTC"}),
 		manifest.KindVolume:     valid(manifest.KindVolume),
 		manifest.KindProject:    {"admins": "user:b,group:a,user:a", "editors": "group:x", "viewers": "user:z"},
+		manifest.KindHelm:       with(manifest.KindHelm, map[string]string{"values": `{"b": 1, "a": {"z": true, "y": [1, 2]}}`}),
 	}
 	for kind, p := range params {
 		first := mustFiles(t, mustParse(t, kind, target, p))
@@ -844,6 +847,7 @@ func TestGolden(t *testing.T) {
 		manifest.KindCronJob: with(manifest.KindCronJob, map[string]string{"time-zone": "Europe/London", "args": `["report"]`}),
 		manifest.KindVolume:  with(manifest.KindVolume, map[string]string{"storage-class": "fast"}),
 		manifest.KindProject: {"admins": "user:alice,group:ops", "viewers": "group:everyone"},
+		manifest.KindHelm:    with(manifest.KindHelm, map[string]string{"release": "cache", "values": "replica:\n  replicaCount: 2\nauth: {enabled: false}"}),
 	}
 	for kind, params := range runs {
 		files := mustFiles(t, mustParse(t, kind, target, params))

@@ -66,6 +66,13 @@ var parameters = map[Kind][]Parameter{
 				Description: "Deploy every image a successful CI run of the app (dwp-ci) pushes, with these settings."},
 		},
 	),
+	KindHelm: {
+		{Name: "chart", Required: true, Description: "Chart name, e.g. redis."},
+		{Name: "repo", Required: true, Description: "Chart repository: an https, http or oci URL."},
+		{Name: "version", Required: true, Description: "Exact chart version, e.g. 1.2.3; a new one upgrades the release."},
+		{Name: "release", Description: "Release name, a DNS-1123 label of at most 53 characters; the app's name when empty."},
+		{Name: "values", Description: "Values of the release: a YAML or JSON object, at most 64 KiB."},
+	},
 	KindJob: slices.Concat(
 		[]Parameter{workloadNameParameter, imageParameter, argsParameter},
 		resourceParameters,

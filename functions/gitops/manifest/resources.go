@@ -10,9 +10,20 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
+// helmResources stand for what a chart renders, which only Argo CD sees: the kinds charts
+// are made of. A user who may write these may install a release.
+var helmResources = []schema.GroupResource{
+	{Group: "apps", Resource: "deployments"}, {Group: "apps", Resource: "statefulsets"},
+	{Resource: "services"}, {Resource: "configmaps"}, {Resource: "secrets"}, {Resource: "serviceaccounts"},
+}
+
 // Resources are the API resources of every object s renders (each once), read from its
-// own files, so that whoever checks a user's rights checks what is really written.
+// own files, so that whoever checks a user's rights checks what is really written; for a
+// Helm release, helmResources.
 func Resources(s Spec) ([]schema.GroupResource, error) {
+	if s.Kind() == KindHelm {
+		return slices.Clone(helmResources), nil
+	}
 	files, err := s.Files()
 	if err != nil {
 		return nil, err

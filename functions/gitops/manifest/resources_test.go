@@ -19,6 +19,8 @@ func TestResources(t *testing.T) {
 		{manifest.KindVolume, map[string]string{"name": "d", "size": "1Gi"}, "/persistentvolumeclaims"},
 		{manifest.KindCronJob, map[string]string{"name": "n", "image": "r/x:1", "schedule": "@daily"}, "batch/cronjobs"},
 		{manifest.KindProject, map[string]string{"editors": "user:bob"}, "rbac.authorization.k8s.io/rolebindings /namespaces /serviceaccounts"},
+		{manifest.KindHelm, map[string]string{"chart": "c", "repo": "https://x.example", "version": "1.0.0"},
+			"apps/deployments apps/statefulsets /services /configmaps /secrets /serviceaccounts"},
 	}
 	for _, tt := range tests {
 		s, errs := manifest.Parse(tt.kind, manifest.Target{Namespace: "demo", App: "shop"}, tt.params)
