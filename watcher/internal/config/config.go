@@ -73,6 +73,19 @@ func labelKey(env, fl, def, help string, field func(*Config) *string) envflag.Se
 	})
 }
 
+// optionalNamespace is a setting holding a namespace name or nothing.
+func optionalNamespace(env, fl, def, help string, field func(*Config) *string) envflag.Setting[Config] {
+	return envflag.Func(env, fl, def, help, func(c *Config, v string) error {
+		if v != "" {
+			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
+				return fmt.Errorf("%s", strings.Join(msgs, "; "))
+			}
+		}
+		*field(c) = v
+		return nil
+	})
+}
+
 var settings = []envflag.Setting[Config]{
 	envflag.Func("K_SINK", "sink", "", "URL events are sent to (required; set by a Knative SinkBinding)", func(c *Config, v string) error {
 		if v == "" {
@@ -133,27 +146,11 @@ var settings = []envflag.Setting[Config]{
 	}),
 	envflag.PositiveDuration("DWP_RESYNC_INTERVAL", "resync-interval", "5m", "interval of full-state rounds (every app's state re-sent)", func(c *Config) *time.Duration { return &c.Resync }),
 	envflag.PositiveDuration("DWP_STEP_RECHECK_INTERVAL", "step-recheck-interval", "10s", "how often CD steps waiting for the task function are sent again", func(c *Config) *time.Duration { return &c.StepRecheck }),
-	envflag.Func("DWP_ARGOCD_NAMESPACE", "argocd-namespace", "argocd", "namespace of Argo CD's Applications, followed to end deploys promptly (empty: not followed)", func(c *Config, v string) error {
-		if v != "" {
-			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
-				return fmt.Errorf("%s", strings.Join(msgs, "; "))
-			}
-		}
-		c.ArgoCDNamespace = v
-		return nil
-	}),
+	optionalNamespace("DWP_ARGOCD_NAMESPACE", "argocd-namespace", "argocd", "namespace of Argo CD's Applications: their sync and health go into the summaries, and a CD run's waiting steps are looked at again when they change (empty: not followed)", func(c *Config) *string { return &c.ArgoCDNamespace }),
 	envflag.Int("DWP_LIST_PAGE_SIZE", "list-page-size", "500", "objects per list request of a full-state round", 1, func(c *Config) *int { return &c.ListPageSize }),
 	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "[::]:8080", "address serving /healthz, /readyz and /metrics", func(c *Config) *string { return &c.ListenAddress }),
 	envflag.Bool("DWP_LEADER_ELECT", "leader-elect", "true", "take a Lease so that one replica emits at a time", func(c *Config) *bool { return &c.LeaderElect }),
-	envflag.Func("DWP_LEASE_NAMESPACE", "lease-namespace", "", "namespace of the Lease (empty: POD_NAMESPACE, else default)", func(c *Config, v string) error {
-		if v != "" {
-			if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
-				return fmt.Errorf("%s", strings.Join(msgs, "; "))
-			}
-		}
-		c.LeaseNamespace = v
-		return nil
-	}),
+	optionalNamespace("DWP_LEASE_NAMESPACE", "lease-namespace", "", "namespace of the Lease (empty: POD_NAMESPACE, else default)", func(c *Config) *string { return &c.LeaseNamespace }),
 	envflag.Func("DWP_LEASE_NAME", "lease-name", "dwp-watcher", "name of the Lease", func(c *Config, v string) error {
 		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
 			return fmt.Errorf("%s", strings.Join(msgs, "; "))

@@ -187,14 +187,8 @@ func (w *Watcher) roundApplications(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	refs := sortedRefs(apps)
-	for _, ref := range refs {
-		s := events.AppSnapshot{Kind: events.KindApplications, Namespace: ref.Namespace, App: ref.App, Revision: rev, Applications: apps[ref]}
-		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
-		w.emit("snapshot/applications/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
-	}
-	w.metrics.roundApps.WithLabelValues(events.KindApplications).Set(float64(len(refs)))
-	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: events.KindApplications, Revision: rev, Apps: refs}, w.now())
-	w.emit("snapshot/applications", rev, e, err)
+	w.emitSnapshots(events.KindApplications, rev, sortedRefs(apps), func(s *events.AppSnapshot) {
+		s.Applications = apps[events.AppRef{Namespace: s.Namespace, App: s.App}]
+	})
 	return nil
 }

@@ -444,15 +444,7 @@ func (w *Watcher) roundPods(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	refs := sortedRefs(apps)
-	for _, ref := range refs {
-		s := events.AppSnapshot{Kind: events.KindPods, Namespace: ref.Namespace, App: ref.App, Revision: rev, Pods: apps[ref]}
-		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
-		w.emit("snapshot/pods/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
-	}
-	w.metrics.roundApps.WithLabelValues(events.KindPods).Set(float64(len(refs)))
-	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: events.KindPods, Revision: rev, Apps: refs}, w.now())
-	w.emit("snapshot/pods", rev, e, err)
+	w.emitSnapshots(events.KindPods, rev, sortedRefs(apps), func(s *events.AppSnapshot) { s.Pods = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
 	return nil
 }
 
@@ -475,16 +467,22 @@ func (w *Watcher) roundWorkflows(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	refs := sortedRefs(apps)
-	for _, ref := range refs {
-		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, Workflows: apps[ref]}
-		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
-		w.emit("snapshot/workflows/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
-	}
-	w.metrics.roundApps.WithLabelValues(events.KindWorkflows).Set(float64(len(refs)))
-	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: events.KindWorkflows, Revision: rev, Apps: refs}, w.now())
-	w.emit("snapshot/workflows", rev, e, err)
+	w.emitSnapshots(events.KindWorkflows, rev, sortedRefs(apps), func(s *events.AppSnapshot) { s.Workflows = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
 	return nil
+}
+
+// emitSnapshots emits a round's snapshots of one kind: one per app (fill sets its
+// objects), then the list of the apps, all at rev.
+func (w *Watcher) emitSnapshots(kind string, rev events.Ordering, refs []events.AppRef, fill func(s *events.AppSnapshot)) {
+	for _, ref := range refs {
+		s := events.AppSnapshot{Kind: kind, Namespace: ref.Namespace, App: ref.App, Revision: rev}
+		fill(&s)
+		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
+		w.emit("snapshot/"+kind+"/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
+	}
+	w.metrics.roundApps.WithLabelValues(kind).Set(float64(len(refs)))
+	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: kind, Revision: rev, Apps: refs}, w.now())
+	w.emit("snapshot/"+kind, rev, e, err)
 }
 
 // listFunc lists one page, adding its items, and returns the list's resourceVersion and
