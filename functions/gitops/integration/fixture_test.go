@@ -64,7 +64,7 @@ var shared struct {
 	watcher string
 }
 
-func setupShared(t *testing.T, env *clustertest.Env) {
+func setupShared(t testing.TB, env *clustertest.Env) {
 	t.Helper()
 	shared.once.Do(func() {
 		ctx := context.Background()
@@ -140,7 +140,10 @@ type fixture struct {
 	start time.Time
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB) *fixture { return setupWith(t) }
+
+// setupWith starts the watcher with extra environment variables.
+func setupWith(t testing.TB, watcherEnv ...string) *fixture {
 	t.Helper()
 	env := clustertest.Get(t)
 	env.WaitArgoCD(t)
@@ -167,7 +170,7 @@ func setup(t *testing.T) *fixture {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
 	t.Cleanup(func() { srv.Close(); _ = f.Stop(context.Background()) })
-	startWatcher(t, env, ns, srv.URL+"/events")
+	startWatcher(t, env, ns, srv.URL+"/events", watcherEnv...)
 	// Applications outlive namespaces: delete this test's (their finalizer deletes what
 	// they made) before the namespace goes, or Argo CD keeps syncing into a dead one.
 	dynAdmin := env.AdminDynamic(t)
@@ -183,7 +186,7 @@ func setup(t *testing.T) *fixture {
 	return fx
 }
 
-func startWatcher(t *testing.T, env *clustertest.Env, ns, sink string) {
+func startWatcher(t testing.TB, env *clustertest.Env, ns, sink string, extraEnv ...string) {
 	t.Helper()
 	cmd := exec.Command(shared.watcher)
 	var logs bytes.Buffer
@@ -198,6 +201,7 @@ func startWatcher(t *testing.T, env *clustertest.Env, ns, sink string) {
 		"DWP_ARGOCD_NAMESPACE="+env.ArgoCDNamespace,
 		"DWP_CLUSTER_NAME="+env.ClusterName,
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +227,7 @@ type answer struct {
 	body []byte
 }
 
-func (fx *fixture) call(t *testing.T, method, path, user string, body any) answer {
+func (fx *fixture) call(t testing.TB, method, path, user string, body any) answer {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -242,7 +246,7 @@ func (fx *fixture) call(t *testing.T, method, path, user string, body any) answe
 	return answer{code: resp.StatusCode, body: b}
 }
 
-func (a answer) problem(t *testing.T) problem.Problem {
+func (a answer) problem(t testing.TB) problem.Problem {
 	t.Helper()
 	var p problem.Problem
 	if err := json.Unmarshal(a.body, &p); err != nil {
@@ -252,7 +256,7 @@ func (a answer) problem(t *testing.T) problem.Problem {
 }
 
 // submit submits the CD template as user and returns the workflow's name.
-func (fx *fixture) submit(t *testing.T, user, template, app string, params ...string) answer {
+func (fx *fixture) submit(t testing.TB, user, template, app string, params ...string) answer {
 	t.Helper()
 	return fx.call(t, http.MethodPost, "/api/v1/namespaces/"+fx.ns+"/workflows", user, map[string]any{
 		"resourceKind": "ClusterWorkflowTemplate", "resourceName": template, "app": app,
@@ -260,7 +264,7 @@ func (fx *fixture) submit(t *testing.T, user, template, app string, params ...st
 	})
 }
 
-func (fx *fixture) mustSubmit(t *testing.T, template, app string, params ...string) string {
+func (fx *fixture) mustSubmit(t testing.TB, template, app string, params ...string) string {
 	t.Helper()
 	a := fx.submit(t, "alice", template, app, params...)
 	if a.code != http.StatusCreated {
@@ -274,7 +278,7 @@ func (fx *fixture) mustSubmit(t *testing.T, template, app string, params ...stri
 }
 
 // waitDone waits for the workflow to end and returns it.
-func (fx *fixture) waitDone(t *testing.T, name string, timeout time.Duration) *wfv1.Workflow {
+func (fx *fixture) waitDone(t testing.TB, name string, timeout time.Duration) *wfv1.Workflow {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -302,7 +306,7 @@ func nodes(wf *wfv1.Workflow) string {
 	return strings.Join(parts, ", ")
 }
 
-func (fx *fixture) succeeded(t *testing.T, name string, timeout time.Duration) *wfv1.Workflow {
+func (fx *fixture) succeeded(t testing.TB, name string, timeout time.Duration) *wfv1.Workflow {
 	t.Helper()
 	wf := fx.waitDone(t, name, timeout)
 	if wf.Status.Phase != wfv1.WorkflowSucceeded {
@@ -321,7 +325,7 @@ func stepMessage(wf *wfv1.Workflow, step string) string {
 	return ""
 }
 
-func (fx *fixture) head(t *testing.T) string {
+func (fx *fixture) head(t testing.TB) string {
 	t.Helper()
 	h, err := fx.repo.Head(context.Background())
 	if err != nil {
@@ -333,7 +337,7 @@ func (fx *fixture) head(t *testing.T) string {
 // commits counts the commits of the branch that touch the folder (apps/<ns>/<app>, or
 // the whole namespace's when app is empty). Tests run in parallel and share the
 // repository: what one test checks is its own folder.
-func (fx *fixture) commits(t *testing.T, app string) int {
+func (fx *fixture) commits(t testing.TB, app string) int {
 	t.Helper()
 	folder := "apps/" + fx.ns + "/"
 	if app != "" {
@@ -355,7 +359,7 @@ func (fx *fixture) commits(t *testing.T, app string) int {
 }
 
 // revision is the commit a run's commit step made or found.
-func revision(t *testing.T, wf *wfv1.Workflow) string {
+func revision(t testing.TB, wf *wfv1.Workflow) string {
 	t.Helper()
 	for _, n := range wf.Status.Nodes {
 		if n.TemplateName == gitops.StepCommit && n.Outputs != nil {
@@ -371,7 +375,7 @@ func revision(t *testing.T, wf *wfv1.Workflow) string {
 }
 
 // commit reads one commit of the GitOps repository and, when path is set, that file at it.
-func (fx *fixture) commit(t *testing.T, rev, path string) (*object.Commit, string, bool) {
+func (fx *fixture) commit(t testing.TB, rev, path string) (*object.Commit, string, bool) {
 	t.Helper()
 	r, err := git.Clone(memory.NewStorage(), nil, &git.CloneOptions{URL: fx.env.GitopsRepo, ReferenceName: plumbing.NewBranchReferenceName("main"), SingleBranch: true})
 	if err != nil {
@@ -392,7 +396,7 @@ func (fx *fixture) commit(t *testing.T, rev, path string) (*object.Commit, strin
 	return c, s, true
 }
 
-func (fx *fixture) application(t *testing.T, app string) (*unstructured.Unstructured, bool) {
+func (fx *fixture) application(t testing.TB, app string) (*unstructured.Unstructured, bool) {
 	t.Helper()
 	u, err := fx.dyn.Resource(applicationsGVR).Namespace(fx.env.ArgoCDNamespace).Get(context.Background(), gitops.ApplicationName(fx.ns, app), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -405,7 +409,7 @@ func (fx *fixture) application(t *testing.T, app string) (*unstructured.Unstruct
 }
 
 // eventually polls check until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -421,7 +425,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 }
 
 // grantWorkflowsOnly lets user submit workflows in ns without any right on what they deploy.
-func grantWorkflowsOnly(t *testing.T, fx *fixture, user string) {
+func grantWorkflowsOnly(t testing.TB, fx *fixture, user string) {
 	t.Helper()
 	name := "dwp-test-workflows-only"
 	role := &rbacv1.ClusterRole{
@@ -438,7 +442,7 @@ func grantWorkflowsOnly(t *testing.T, fx *fixture, user string) {
 	fx.env.Grant(t, fx.ns, user, name)
 }
 
-func argoFor(t *testing.T, fx *fixture, user string) wfclient.Interface {
+func argoFor(t testing.TB, fx *fixture, user string) wfclient.Interface {
 	t.Helper()
 	c, err := wfclient.NewForConfig(fx.env.UserConfig(t, user))
 	if err != nil {
@@ -448,7 +452,7 @@ func argoFor(t *testing.T, fx *fixture, user string) wfclient.Interface {
 }
 
 // grantNamespaces lets user create and manage namespaces and RBAC (a project's).
-func grantNamespaces(t *testing.T, fx *fixture, user string) {
+func grantNamespaces(t testing.TB, fx *fixture, user string) {
 	t.Helper()
 	name := "dwp-test-projects-" + fx.ns
 	ctx := context.Background()
@@ -494,7 +498,7 @@ func grantNamespaces(t *testing.T, fx *fixture, user string) {
 
 // chartRepository packages a chart of each version with the plane's helm and serves them
 // as a chart repository on loopback; it returns the repository's URL.
-func chartRepository(t *testing.T, chart string, versions ...string) string {
+func chartRepository(t testing.TB, chart string, versions ...string) string {
 	t.Helper()
 	helm := filepath.Join(repoRoot(), "bin", "helm")
 	root := t.TempDir()
