@@ -35,6 +35,7 @@ import (
 	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/gitops/gitrepo"
@@ -72,6 +73,8 @@ func (f *Family) Start(_ context.Context, cfg map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", EnvKubeconfig, err)
 	}
+	// Argo CD's finalizer name draws an API server warning on every write: not ours to mend.
+	rc.WarningHandler = rest.NoWarnings{}
 	if f.argo, err = wfclientset.NewForConfig(rc); err != nil {
 		return fmt.Errorf("argo client: %w", err)
 	}

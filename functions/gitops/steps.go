@@ -307,9 +307,11 @@ func (f *Family) sync(ctx context.Context, st *step) (outcome, error) {
 	// which holds this run's commit all the same.
 	at := revision
 	if s.SyncRevision != "" && s.SyncRevision != revision {
+		// Not knowing (the repository unreachable, history rewritten) is waiting: the
+		// step's timeout still ends it.
 		ok, err := f.includes(ctx, s.SyncRevision, revision)
 		if err != nil {
-			return outcome{}, err
+			f.log.Warn("cannot tell whether Argo CD's revision holds the run's commit", "workflow", st.wf.Namespace+"/"+st.wf.Name, "err", err)
 		}
 		if ok {
 			at = s.SyncRevision
