@@ -38,7 +38,7 @@ const (
 	// ParamRevision is gitops-commit's output and gitops-sync's input.
 	ParamRevision = "revision"
 	// ParamTimeout is the run's own bound on the wait for Argo CD (a Go duration).
-	ParamTimeout = "timeout"
+	ParamTimeout = cdrun.ParamTimeout
 )
 
 // step is one waiting node of a CD run, as read from the cluster.

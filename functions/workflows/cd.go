@@ -5,10 +5,13 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/http"
+	"strings"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/gitops/manifest"
@@ -32,27 +35,40 @@ func (f *Family) cdRun(ctx context.Context, c *caller, ns, kind string, p *submi
 			Field: "submitOptions.entryPoint", Detail: "a CD Task Runner always runs from its own entrypoint"})
 	}
 	params := effectiveParams(spec, p.params)
+	var invalid []problem.FieldError
+	if v := params[cdrun.ParamTimeout]; v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 || d > cdrun.MaxTimeout {
+			invalid = append(invalid, problem.FieldError{Field: "submitOptions.parameters." + cdrun.ParamTimeout,
+				Detail: fmt.Sprintf("must be a duration from 1s to %s, such as 10m", cdrun.MaxTimeout)})
+		}
+	}
 	resources := cdrun.DeleteResources
-	if kind != cdrun.KindAppDelete {
+	if kind == cdrun.KindAppDelete {
+		// The app names its Application and folder: the rules a rendered app follows.
+		if msgs := validation.IsDNS1123Label(p.app); len(msgs) > 0 {
+			invalid = append(invalid, problem.FieldError{Field: "app", Detail: strings.Join(msgs, "; ")})
+		}
+	} else {
 		s, errs := manifest.Parse(manifest.Kind(kind), manifest.Target{Namespace: ns, App: p.app, AppLabel: f.cfg.AppLabel}, params)
-		if len(errs) > 0 {
-			fes := make([]problem.FieldError, len(errs))
-			for i, e := range errs {
-				field := "submitOptions.parameters." + e.Field
-				switch e.Field {
-				case "namespace", "app":
-					field = e.Field
-				case "kind":
-					field = "resourceName"
-				}
-				fes[i] = problem.FieldError{Field: field, Detail: e.Detail}
+		for _, e := range errs {
+			field := "submitOptions.parameters." + e.Field
+			switch e.Field {
+			case "namespace", "app":
+				field = e.Field
+			case "kind":
+				field = "resourceName"
 			}
-			return nil, problem.BadRequest("the run's parameters are invalid: nothing was committed", fes...)
+			invalid = append(invalid, problem.FieldError{Field: field, Detail: e.Detail})
 		}
-		var err error
-		if resources, err = manifest.Resources(s); err != nil {
-			return nil, fmt.Errorf("render: %w", err)
+		if len(errs) == 0 {
+			var err error
+			if resources, err = manifest.Resources(s); err != nil {
+				return nil, fmt.Errorf("render: %w", err)
+			}
 		}
+	}
+	if len(invalid) > 0 {
+		return nil, problem.BadRequest("the run's parameters are invalid: nothing was committed", invalid...)
 	}
 	denied, err := cdrun.Denied(ctx, cdrun.Rights(kind, ns, p.app, resources), c.review)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 )
 
 // Annotations of a CD run's workflow.
@@ -24,6 +25,13 @@ const (
 	// AnnotationTemplateKind marks a (Cluster)WorkflowTemplate as a CD Task Runner and
 	// names its kind (manifest.Kind, or KindAppDelete).
 	AnnotationTemplateKind = "dwp.io/cd-kind"
+)
+
+// ParamTimeout is every run's bound on its wait for Argo CD (a Go duration), at most
+// MaxTimeout.
+const (
+	ParamTimeout = "timeout"
+	MaxTimeout   = 24 * time.Hour
 )
 
 // KindAppDelete is the run that deletes an app's Application, its objects and its folder.

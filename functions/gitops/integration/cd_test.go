@@ -109,6 +109,8 @@ func TestInvalidRunsCommitNothing(t *testing.T) {
 		{"300-character name", "dwp-cd-volume", "shop", []string{"name=" + long, "size=1Gi"}, "submitOptions.parameters.name"},
 		{"malformed image", "dwp-cd-app-service", "shop", []string{"image=UPPER/Case:tag"}, "submitOptions.parameters.image"},
 		{"limit below request", "dwp-cd-job", "shop", []string{"name=migrate", "image=r/x:1", "cpu-request=2", "cpu-limit=1"}, "submitOptions.parameters.cpu-limit"},
+		{"timeout not a duration", "dwp-cd-volume", "shop", []string{"name=data", "size=1Gi", "timeout=soon"}, "submitOptions.parameters.timeout"},
+		{"delete of an app name no Application has", "dwp-app-delete", "Shop_1", nil, "app"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
