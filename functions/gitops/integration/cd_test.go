@@ -405,3 +405,63 @@ func TestHelmRelease(t *testing.T) {
 		t.Fatalf("a chart version range was accepted: %d %s", a.code, a.body)
 	}
 }
+
+// Stopping a run whose sync Argo CD is still running terminates that sync.
+func TestStopTerminatesTheSync(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	ctx := context.Background()
+	fx.succeeded(t, fx.mustSubmit(t, "dwp-cd-app-service", "slow", "image=r/slow:1"), runTimeout)
+	// A PreSync hook that never completes (its pod cannot be scheduled) holds Argo CD's
+	// sync operation Running. The app's next run lists it in the folder's kustomization.
+	fx.env.GitPush(t, "a hook that never completes", map[string]string{"apps/" + fx.ns + "/slow/hook.yaml": `apiVersion: batch/v1
+kind: Job
+metadata:
+  name: slow-presync
+  annotations:
+    argocd.argoproj.io/hook: PreSync
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: wait
+        image: r/wait:1
+        resources:
+          requests: {memory: 2Ti}
+`})
+	name := fx.mustSubmit(t, "dwp-cd-app-service", "slow", "image=r/slow:2")
+	opPhase := func() string {
+		app, ok := fx.application(t, "slow")
+		if !ok {
+			return ""
+		}
+		p, _, _ := unstructured.NestedString(app.Object, "status", "operationState", "phase")
+		return p
+	}
+	eventually(t, 60*time.Second, "Argo CD's sync runs, held by the hook", func() error {
+		wf, err := fx.argo.ArgoprojV1alpha1().Workflows(fx.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p := opPhase(); p != "Running" || !strings.Contains(nodes(wf), gitops.StepSync+"=Running") {
+			return fmt.Errorf("operation %q, nodes %s", p, nodes(wf))
+		}
+		return nil
+	})
+	if a := fx.call(t, http.MethodPut, "/api/v1/namespaces/"+fx.ns+"/workflows/"+name+"/stop", "alice", map[string]any{}); a.code != http.StatusOK {
+		t.Fatalf("stop: %d %s", a.code, a.body)
+	}
+	eventually(t, 30*time.Second, "the sync terminated", func() error {
+		app, _ := fx.application(t, "slow")
+		msg, _, _ := unstructured.NestedString(app.Object, "status", "operationState", "message")
+		if p := opPhase(); p == "Running" || p == "Terminating" || !strings.Contains(strings.ToLower(msg), "terminat") {
+			return fmt.Errorf("operation %q: %q", p, msg)
+		}
+		return nil
+	})
+	if wf := fx.waitDone(t, name, 30*time.Second); wf.Status.Phase == wfv1.WorkflowSucceeded {
+		t.Fatal("a stopped run succeeded")
+	}
+}
