@@ -465,3 +465,16 @@ spec:
 		t.Fatal("a stopped run succeeded")
 	}
 }
+
+// A deploy streams like a build: its workflow's status, and the app's Application.
+func TestRunStreams(t *testing.T) {
+	t.Parallel()
+	fx := setup(t)
+	router := startRouter(t, fx.env)
+	app := fx.stream(t, router+"/api/v1/stream/namespaces/"+fx.ns+"/apps/feed/application", "alice")
+	await(t, app, 30*time.Second, `"application":null`)
+	name := fx.mustSubmit(t, "dwp-cd-app-service", "feed", "image=registry.example/feed:1")
+	status := fx.stream(t, router+"/api/v1/stream/namespaces/"+fx.ns+"/workflows/"+name, "alice")
+	await(t, status, runTimeout, `"phase":"Succeeded"`, name)
+	await(t, app, 30*time.Second, `"name":"`+fx.ns+`.feed"`, `"health":{"status":"Healthy"`)
+}

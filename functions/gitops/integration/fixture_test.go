@@ -5,11 +5,13 @@
 package integration_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -62,6 +64,7 @@ var shared struct {
 	once    sync.Once
 	err     error
 	watcher string
+	router  string
 }
 
 func setupShared(t testing.TB, env *clustertest.Env) {
@@ -118,9 +121,12 @@ func setupShared(t testing.TB, env *clustertest.Env) {
 			shared.err = err
 			return
 		}
-		shared.watcher = filepath.Join(dir, "watcher")
-		if out, err := exec.Command("go", "build", "-o", shared.watcher, filepath.Join(repoRoot(), "watcher")).CombinedOutput(); err != nil {
-			shared.err = fmt.Errorf("build the watcher: %v\n%s", err, out)
+		shared.watcher, shared.router = filepath.Join(dir, "watcher"), filepath.Join(dir, "sse-router")
+		for bin, pkg := range map[string]string{shared.watcher: "watcher", shared.router: "sse-router"} {
+			if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repoRoot(), pkg)).CombinedOutput(); err != nil {
+				shared.err = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+				return
+			}
 		}
 	})
 	if shared.err != nil {
@@ -540,4 +546,103 @@ data:
 		t.Fatalf("helm repo index: %v\n%s", err, out)
 	}
 	return srv.URL
+}
+
+// startRouter runs the SSE router binary on a free loopback port and returns its URL.
+func startRouter(t testing.TB, env *clustertest.Env) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(shared.router)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = append(os.Environ(), "DWP_KUBECONFIG="+env.Kubeconfig, "DWP_LISTEN_ADDRESS="+addr, "DWP_ARGOCD_NAMESPACE="+env.ArgoCDNamespace)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("router log:\n%s", tail(logs.String(), 40))
+		}
+	})
+	url := "http://" + addr
+	eventually(t, 30*time.Second, "the router answers", func() error {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
+	return url
+}
+
+// stream opens an SSE stream as user and sends each message's data on the channel until
+// the test ends.
+func (fx *fixture) stream(t testing.TB, url, user string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+fx.env.Token(t, user))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("stream %s: %s %s", url, resp.Status, b)
+	}
+	out := make(chan string, 256)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data:"); ok {
+				select {
+				case out <- data:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// await reads the stream until a message holds every one of want.
+func await(t testing.TB, msgs <-chan string, timeout time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.After(timeout)
+	var last string
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatalf("the stream ended; last message %s", last)
+			}
+			last = m
+			all := true
+			for _, w := range want {
+				all = all && strings.Contains(m, w)
+			}
+			if all {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no message with %q within %s; last %s", want, timeout, last)
+		}
+	}
 }
