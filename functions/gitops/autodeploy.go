@@ -88,7 +88,7 @@ func (f *Family) onSucceeded(ctx context.Context, e event.Event) (*event.Event, 
 		return nil, err
 	}
 	if len(denied) > 0 {
-		log.Warn("CI → CD: not deployed, the CI run's submitter may not deploy", "user", user, "missing", cdrun.DeniedError(denied))
+		log.Warn("CI → CD: not deployed, the CI run's submitter may not deploy", "user", user, "missing", cdrun.Missing(denied))
 		return nil, nil
 	}
 	// One CD run per CI run, whatever number of times the event comes.

@@ -75,7 +75,7 @@ func (f *Family) cdRun(ctx context.Context, c *caller, ns, kind string, p *submi
 		return nil, err
 	}
 	if len(denied) > 0 {
-		return nil, problem.Forbidden("you may not deploy this run: " + cdrun.DeniedError(denied) + "; nothing was committed")
+		return nil, problem.Forbidden("you may not deploy this run: " + cdrun.Missing(denied) + "; nothing was committed")
 	}
 	// The seal binds the workflow's name, so the name is chosen here, not by the API server.
 	if p.name == "" {

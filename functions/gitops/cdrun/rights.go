@@ -65,7 +65,7 @@ func Denied(ctx context.Context, rights []authorizationv1.ResourceAttributes, re
 	return denied, nil
 }
 
-// DeniedError says which rights a run lacks.
-func DeniedError(denied []string) string {
+// Missing says, for a message, which rights a run lacks.
+func Missing(denied []string) string {
 	return "it needs " + strings.Join(denied, ", ")
 }
