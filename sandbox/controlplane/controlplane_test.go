@@ -200,8 +200,18 @@ func TestEgressProxyMapsMadeUpAddressesToLoopbackOnly(t *testing.T) {
 		t.Fatalf("echo through the proxy: %q %v", line, err)
 	}
 	c.Close()
-	if _, _, code := connect("192.0.2.1:443"); code != http.StatusForbidden {
-		t.Fatalf("unmapped non-loopback destination: status %d, want 403", code)
+	for _, target := range []string{
+		"192.0.2.1:443",                    // an address off the machine
+		"[2001:db8::1]:443",                // the same in IPv6
+		"example.com:443",                  // a name, which could resolve anywhere
+		"localhost:" + itoa(port),          // a name, even this one: the proxy dials addresses only
+		"10.9.9.10:" + itoa(port),          // an unmapped address of the cluster's ranges
+		"0.0.0.0:" + itoa(port),            // unspecified, not loopback
+		"[::ffff:192.0.2.1]:" + itoa(port), // IPv4-mapped, off the machine
+	} {
+		if _, _, code := connect(target); code != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", target, code)
+		}
 	}
 }
 

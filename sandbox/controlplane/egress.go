@@ -15,7 +15,9 @@ import (
 // egressProxy is the HTTP CONNECT proxy the API server sends its cluster traffic through
 // (kubelets, aggregated APIs). Everything runs on loopback here, while Kubernetes refuses
 // loopback endpoint addresses; so the proxy dials 127.0.0.1 on the requested port for
-// the made-up addresses it is told to map, and passes other destinations through.
+// the made-up addresses it is told to map. It only ever dials loopback: any other
+// destination (an address, a host name) is refused, so nothing the API server is asked
+// to reach leaves the machine.
 type egressProxy struct {
 	socket string
 	mapped map[string]bool // host addresses sent to 127.0.0.1
