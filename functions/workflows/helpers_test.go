@@ -180,6 +180,9 @@ func do(t testing.TB, h http.Handler, method, target, token, body string) respon
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if method == http.MethodPost || method == http.MethodPut {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return response{code: rec.Code, header: rec.Header(), body: rec.Body.String()}

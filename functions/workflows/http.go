@@ -75,6 +75,9 @@ func pathErrors(ps httprouter.Params, names ...string) error {
 
 func (f *Family) submit(ctx context.Context, w http.ResponseWriter, r *http.Request, ps httprouter.Params, c *caller) error {
 	ns := ps.ByName("namespace")
+	if err := requireJSON(r); err != nil {
+		return err
+	}
 	var req SubmitRequest
 	if err := decodeJSON(r.Body, maxSubmitBody, &req); err != nil {
 		if fe := validateNamespace(ns); fe != nil {

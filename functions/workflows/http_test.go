@@ -524,3 +524,35 @@ func TestUnauthorized(t *testing.T) {
 		}
 	}
 }
+
+// A submit's body must say it is JSON: a form or text body is refused with 415.
+func TestSubmitNeedsJSON(t *testing.T) {
+	fc := newFakeCluster(t, map[string][]string{"alice": {"team"}}, template("team", "build"))
+	h := newRouter(newTestFamily(fc, nil))
+	body := `{"resourceName":"build","app":"shop"}`
+	for _, tt := range []struct {
+		contentType string
+		want        int
+	}{
+		{"", http.StatusUnsupportedMediaType},
+		{"text/plain", http.StatusUnsupportedMediaType},
+		{"application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{"multipart/form-data; boundary=x", http.StatusUnsupportedMediaType},
+		{"application/json; charset=utf-8", http.StatusCreated},
+		{"application/merge-patch+json", http.StatusCreated},
+	} {
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, "/api/v1/namespaces/team/workflows", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer alice")
+		if tt.contentType != "" {
+			req.Header.Set("Content-Type", tt.contentType)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("Content-Type %q: %d, want %d: %s", tt.contentType, rec.Code, tt.want, rec.Body)
+		}
+		if tt.want == http.StatusUnsupportedMediaType && !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
+			t.Errorf("Content-Type %q: answered %s, not a problem", tt.contentType, rec.Header().Get("Content-Type"))
+		}
+	}
+}

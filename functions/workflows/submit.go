@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -64,6 +65,20 @@ type SubmitResponse struct {
 
 // maxSubmitBody bounds a submit's body.
 const maxSubmitBody = 256 << 10
+
+// requireJSON refuses a body that does not say it is JSON (415): a form or text body is
+// not a mistyped submit, and a browser can send those across origins without asking.
+func requireJSON(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	if ct == "" {
+		ct = "none"
+	}
+	return problem.Newf(http.StatusUnsupportedMediaType, "the body must be JSON (Content-Type: application/json), not %s", ct)
+}
 
 // decodeJSON reads exactly one JSON value of at most max bytes into v, naming the field
 // of any type error and rejecting unknown fields (a typo must not be silently ignored).
