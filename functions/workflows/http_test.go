@@ -206,9 +206,9 @@ func seedHistory(t *testing.T) (*fakeCluster, []string) {
 	for i := range 3 {
 		objs = append(objs, workflow("team", fmt.Sprintf("other-%d", i), base.Add(time.Hour), wfv1.WorkflowRunning, map[string]string{"app": "other"}))
 	}
-	// Newest first; same creation time → by name.
+	// Newest first; same creation time → by name, greatest first (as the summary picks).
 	newestFirst = []string{"shop-09", "shop-08", "shop-07", "shop-06", "shop-05", "shop-04", "shop-03", "shop-02", "shop-01", "shop-00"}
-	newestFirst = append([]string{"shop-10", "shop-11"}, newestFirst...)
+	newestFirst = append([]string{"shop-11", "shop-10"}, newestFirst...)
 	return newFakeCluster(t, map[string][]string{"alice": {"team"}}, objs...), newestFirst
 }
 

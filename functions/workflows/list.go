@@ -36,12 +36,16 @@ type ref struct {
 	created time.Time
 }
 
-// newerFirst orders by creation time, newest first, then by name.
+// newerFirst orders by creation time to the second, newest first, then by name,
+// greatest first: the order in which an app's summary picks its newest workflow
+// (summarystore.Summarize), so that the history's first entry is the summary's workflow
+// even when two were created in the same second.
 func newerFirst(a, b ref) bool {
-	if !a.created.Equal(b.created) {
-		return a.created.After(b.created)
+	ac, bc := a.created.Truncate(time.Second), b.created.Truncate(time.Second)
+	if !ac.Equal(bc) {
+		return ac.After(bc)
 	}
-	return a.name < b.name
+	return a.name > b.name
 }
 
 // cursor is the decoded continue token of a live list.
