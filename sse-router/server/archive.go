@@ -50,11 +50,11 @@ func (s *Server) serveArchivedLog(w http.ResponseWriter, r *http.Request, rawUID
 	}
 	token := authz.TokenFromRequest(r, s.cfg.TokenCookie)
 	if _, err := s.reviewers[s.clusters.Default().Name].Authenticate(r.Context(), token); err != nil {
-		s.refuse(w, authProblem(err, s.cfg.TokenCookie))
+		s.refuse(w, s.authProblem(err))
 		return
 	}
 	if s.archive == nil {
-		s.refuse(w, problem.New(http.StatusServiceUnavailable, "archived workflow logs are not configured (DWP_ARGO_SERVER_URL)"))
+		s.refuse(w, problem.New(http.StatusNotImplemented, "archived workflow logs are not configured (DWP_ARGO_SERVER_URL)"))
 		return
 	}
 	target := s.archive.base + "/artifacts-by-uid/" + url.PathEscape(uid) + "/" + url.PathEscape(node) + "/main-logs"

@@ -417,7 +417,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 	token := authz.TokenFromRequest(r, s.cfg.TokenCookie)
 	user, err := s.reviewers[s.clusters.Default().Name].Authenticate(r.Context(), token)
 	if err != nil {
-		s.refuse(w, authProblem(err, s.cfg.TokenCookie))
+		s.refuse(w, s.authProblem(err))
 		return
 	}
 	for _, sub := range subs {
@@ -427,7 +427,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if _, err := rv.Check(r.Context(), token, sub.spec.Actions()...); err != nil {
-			p := authProblem(err, s.cfg.TokenCookie)
+			p := s.authProblem(err)
 			p.Detail = "subscription " + sub.req.Name + ": " + p.Detail
 			s.refuse(w, p)
 			return
@@ -631,7 +631,7 @@ func (s *Server) sessionFor(w http.ResponseWriter, r *http.Request, id string) (
 	token := authz.TokenFromRequest(r, s.cfg.TokenCookie)
 	user, err := s.reviewers[s.clusters.Default().Name].Authenticate(r.Context(), token)
 	if err != nil {
-		s.refuse(w, authProblem(err, s.cfg.TokenCookie))
+		s.refuse(w, s.authProblem(err))
 		return nil, "", false
 	}
 	sess := s.sessions.get(id)
@@ -673,7 +673,7 @@ func (s *Server) serveAddSubscription(w http.ResponseWriter, r *http.Request, id
 		return
 	}
 	if _, err := rv.Check(r.Context(), token, spec.Actions()...); err != nil {
-		s.refuse(w, authProblem(err, s.cfg.TokenCookie))
+		s.refuse(w, s.authProblem(err))
 		return
 	}
 	topic, release, err := s.streams.Open(spec)

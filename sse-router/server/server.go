@@ -30,7 +30,7 @@ import (
 // Deps are what the server is built from besides its configuration.
 type Deps struct {
 	Clusters *kube.Clusters
-	// Apps serves app summaries (nil: the apps stream answers 503).
+	// Apps serves app summaries (nil: the apps stream answers 501).
 	Apps   stream.AppsSource
 	Logger *slog.Logger
 	// Registry receives the router's metrics; nil makes a fresh one.
@@ -229,6 +229,10 @@ func (s *Server) checkReady(ctx context.Context) error {
 	return err
 }
 
+// cors answers preflights and sets CORS headers for the portal's origins, and refuses
+// every other request a browser sends from a foreign origin: the browser would hide the
+// answer from that page anyway, but the router would still open upstreams on the user's
+// cookie for it. Requests without an Origin (curl, same-origin GETs) go through.
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -239,9 +243,13 @@ func (s *Server) cors(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
 		}
+		if origin != "" && !allowed && !sameOrigin(origin, r) {
+			s.refuse(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
+			return
+		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			if !allowed {
-				problem.Write(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
+				s.refuse(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
@@ -254,24 +262,36 @@ func (s *Server) cors(next http.Handler) http.Handler {
 	})
 }
 
+// sameOrigin says whether origin is the host the request was sent to: browsers send an
+// Origin with same-origin POSTs and DELETEs too (the portal serving the router under its
+// own host). The scheme is not compared: behind a TLS-terminating proxy the router cannot
+// know it, and a foreign page differs by host.
+func sameOrigin(origin string, r *http.Request) bool {
+	_, host, ok := strings.Cut(origin, "://")
+	return ok && host != "" && strings.EqualFold(host, r.Host)
+}
+
 // refuse answers a stream request with a problem before the stream starts.
 func (s *Server) refuse(w http.ResponseWriter, p problem.Problem) {
 	s.metrics.Refusals.WithLabelValues(fmt.Sprint(p.Status)).Inc()
 	problem.Write(w, p)
 }
 
-// authProblem is the answer to a failed authentication or authorization.
-func authProblem(err error, cookie string) problem.Problem {
+// authProblem is the answer to a failed authentication or authorization. An API server
+// that cannot be asked is logged with the detail: the browser gets a stable message, not
+// the router's internal addresses.
+func (s *Server) authProblem(err error) problem.Problem {
 	var fe *authz.ForbiddenError
 	switch {
 	case errors.Is(err, authz.ErrNoToken):
-		return problem.Unauthorized(fmt.Sprintf("no bearer token: send the Authorization header or the %s cookie", cookie))
+		return problem.Unauthorized(fmt.Sprintf("no bearer token: send the Authorization header or the %s cookie", s.cfg.TokenCookie))
 	case errors.Is(err, authz.ErrUnauthenticated):
 		return problem.Unauthorized("the bearer token was not accepted")
 	case errors.As(err, &fe):
 		return problem.Forbidden(fe.Error())
 	}
-	p := problem.Newf(http.StatusServiceUnavailable, "could not check access with the Kubernetes API server: %v", err)
+	s.log.Warn("access check failed", "err", err)
+	p := problem.New(http.StatusServiceUnavailable, "could not check access with the Kubernetes API server; try again")
 	p.RetryAfter = 2
 	return p
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
@@ -96,12 +99,12 @@ func TestStreamRefusals(t *testing.T) {
 		{"bad Last-Event-ID", "GET", "/api/v1/stream/namespaces/shop/pods/p/log", "tok-admin", []string{"Last-Event-ID: yesterday"}, 400, "invalid stream request"},
 		{"wrong method", "PUT", "/api/v1/stream/namespaces/shop/pods", "tok-alice", nil, 405, "not allowed"},
 		{"nothing there", "GET", "/elsewhere", "", nil, 404, "nothing at"},
-		{"apps without Redis", "GET", "/api/v1/stream/namespaces/shop/apps", "tok-admin", nil, 503, "not configured"},
+		{"apps without Redis", "GET", "/api/v1/stream/namespaces/shop/apps", "tok-admin", nil, 501, "not configured"},
 		// Rights in Argo CD's namespace do not count: those on the app's pods do.
 		{"application without rights on the app", "GET", "/api/v1/stream/namespaces/bank/apps/web/application", "tok-alice", nil, 403, `may not list pods in namespace "bank"`},
-		{"application without Argo CD", "GET", "/api/v1/stream/namespaces/shop/apps/web/application", "tok-alice", nil, 503, "Argo CD's namespace is not configured"},
+		{"application without Argo CD", "GET", "/api/v1/stream/namespaces/shop/apps/web/application", "tok-alice", nil, 501, "Argo CD's namespace is not configured"},
 		{"application of a bad app", "GET", "/api/v1/stream/namespaces/shop/apps/a.b/application", "tok-alice", nil, 400, "invalid stream request"},
-		{"archived logs without argo-server", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 503, "DWP_ARGO_SERVER_URL"},
+		{"archived logs without argo-server", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 501, "DWP_ARGO_SERVER_URL"},
 		{"archived logs need a token", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "", nil, 401, "no bearer token"},
 		{"archived log bad uid", "GET", "/api/v1/stream/archived-workflows/..%2Fx/nodes/n-1/log", "tok-alice", nil, 400, "invalid archived log request"},
 	}
@@ -217,8 +220,59 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("foreign preflight: %d %v", bad.StatusCode, bad.Header)
 	}
 	resp := openStream(t, ts.URL+"/api/v1/stream/namespaces/shop/pods", "tok-admin", "Origin: https://portal.example")
-	if resp.Header.Get("Access-Control-Allow-Origin") != "https://portal.example" || !strings.Contains(resp.Header.Get("Vary"), "Origin") {
-		t.Fatalf("stream headers %v", resp.Header)
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://portal.example" || !strings.Contains(resp.Header.Get("Vary"), "Origin") {
+		t.Fatalf("stream headers %d %v", resp.StatusCode, resp.Header)
+	}
+	// No Origin (curl, a same-origin GET): streamed, without CORS headers.
+	if resp := openStream(t, ts.URL+"/api/v1/stream/namespaces/shop/pods", "tok-admin"); resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("without Origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	// A page of a foreign origin is refused before anything is opened for it, whatever
+	// the method, even with a valid cookie.
+	for _, origin := range []string{"https://evil.example", "null", "https://portal.example.evil", "http://portal.example"} {
+		for _, method := range []string{"GET", "POST", "DELETE"} {
+			req, _ := http.NewRequest(method, ts.URL+"/api/v1/stream/namespaces/shop/pods", nil)
+			req.Header.Set("Origin", origin)
+			req.AddCookie(&http.Cookie{Name: "dwp_token", Value: "tok-admin"})
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p problem.Problem
+			_ = json.NewDecoder(resp.Body).Decode(&p)
+			resp.Body.Close()
+			if resp.StatusCode != 403 || resp.Header.Get("Content-Type") != problem.ContentType ||
+				resp.Header.Get("Access-Control-Allow-Origin") != "" || !strings.Contains(p.Detail, "DWP_CORS_ORIGINS") {
+				t.Errorf("%s from %s: %d %v %+v", method, origin, resp.StatusCode, resp.Header, p)
+			}
+		}
+	}
+	// The router's own host is same-origin (a portal serving it under its host: browsers
+	// send Origin with same-origin POSTs).
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/v1/stream/namespaces/shop/pods", nil)
+	req.Header.Set("Origin", ts.URL)
+	req.Header.Set("Authorization", "Bearer tok-admin")
+	same, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same.Body.Close()
+	if same.StatusCode != 200 {
+		t.Fatalf("same origin: %d", same.StatusCode)
+	}
+}
+
+// An API server that cannot be asked is not described to browsers by its address.
+func TestAccessCheckFailureHidesAddresses(t *testing.T) {
+	f := newFakeCluster()
+	f.kube.PrependReactor("create", "tokenreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New(`Post "https://127.0.0.1:6443/apis/authentication.k8s.io/v1/tokenreviews": dial tcp 127.0.0.1:6443: connect: connection refused`)
+	})
+	_, ts := startServer(t, testConfig(), f)
+	resp := openStream(t, ts.URL+"/api/v1/stream/namespaces/shop/pods", "tok-alice")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || strings.Contains(string(body), "127.0.0.1") || strings.Contains(string(body), "dial") {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 	}
 }
 

@@ -34,8 +34,9 @@ func openProblem(err error) problem.Problem {
 	switch {
 	case errors.Is(err, stream.ErrUnknownCluster):
 		return problem.NotFound(err.Error())
-	case errors.Is(err, stream.ErrUnavailable):
-		return problem.New(http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, stream.ErrNotConfigured):
+		// Not configured is not temporary: 501, as the function answers (503 says retry).
+		return problem.New(http.StatusNotImplemented, err.Error())
 	}
 	return problem.FromError(err)
 }
@@ -67,7 +68,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, path string
 		return
 	}
 	if _, err := rv.Check(r.Context(), authz.TokenFromRequest(r, s.cfg.TokenCookie), spec.Actions()...); err != nil {
-		s.refuse(w, authProblem(err, s.cfg.TokenCookie))
+		s.refuse(w, s.authProblem(err))
 		return
 	}
 	if resume.Ended {

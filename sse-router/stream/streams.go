@@ -40,7 +40,8 @@ type Join struct {
 // Errors of Open.
 var (
 	ErrUnknownCluster = errors.New("unknown cluster")
-	ErrUnavailable    = errors.New("stream not available")
+	// ErrNotConfigured: the router is not configured for this kind of stream.
+	ErrNotConfigured = errors.New("stream not configured")
 )
 
 // Config tunes the topics. Zero values take the defaults.
@@ -219,7 +220,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 		return t, release, nil
 	case KindApps:
 		if cfg.Apps == nil {
-			return nil, nil, fmt.Errorf("%w: app summaries are not configured", ErrUnavailable)
+			return nil, nil, fmt.Errorf("%w: app summaries are not configured", ErrNotConfigured)
 		}
 		t, release := s.apps.Acquire(key, func() *appsTopic {
 			return newAppsTopic(cfg.Apps, cl.Name, ns, cfg.Metrics, cfg.Logger, backoff)
@@ -229,9 +230,9 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 		dyn := s.dynamic[cl.Name]
 		switch {
 		case cfg.ArgoCDNamespace == "":
-			return nil, nil, fmt.Errorf("%w: Argo CD's namespace is not configured", ErrUnavailable)
+			return nil, nil, fmt.Errorf("%w: Argo CD's namespace is not configured", ErrNotConfigured)
 		case dyn == nil:
-			return nil, nil, fmt.Errorf("%w: no client for Argo CD's Applications on cluster %q", ErrUnavailable, cl.Name)
+			return nil, nil, fmt.Errorf("%w: no client for Argo CD's Applications on cluster %q", ErrNotConfigured, cl.Name)
 		}
 		t, release := s.argoApps.Acquire(key, func() *applicationTopic {
 			return newApplicationTopic(&listWatch{
@@ -243,7 +244,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 		})
 		return t, release, nil
 	}
-	return nil, nil, fmt.Errorf("%w: kind %q", ErrUnavailable, spec.Kind)
+	return nil, nil, fmt.Errorf("%w: kind %q", ErrNotConfigured, spec.Kind)
 }
 
 // Wait waits for every topic to stop, once the context given to New has ended.
