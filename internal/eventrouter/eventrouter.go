@@ -150,6 +150,11 @@ func decode(ctx context.Context, header http.Header, body []byte) (e *event.Even
 	defer m.Finish(nil)
 	switch m.ReadEncoding() {
 	case binding.EncodingUnknown:
+		// The SDK reads binary mode only for the versions it knows; one it does not know
+		// is not a missing header.
+		if v := header.Get("Ce-Specversion"); v != "" && header.Get("Ce-Id") != "" && header.Get("Ce-Source") != "" && header.Get("Ce-Type") != "" {
+			return nil, fmt.Sprintf("unsupported CloudEvents spec version %q: 1.0 and 0.3 are supported", v)
+		}
 		return nil, "not a CloudEvent: binary mode needs the ce-specversion, ce-id, ce-source and ce-type headers; structured mode needs Content-Type: application/cloudevents+json"
 	case binding.EncodingBatch:
 		return nil, "not a single CloudEvent: batches are not accepted"

@@ -8,11 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 )
 
 const (
@@ -75,6 +79,7 @@ func TestServeHTTP(t *testing.T) {
 		{"structured, not JSON", http.MethodPost, http.Header{"Content-Type": {"application/cloudevents+json"}}, `{"specversion":`, http.StatusBadRequest, false, "malformed CloudEvent"},
 		{"batch", http.MethodPost, http.Header{"Content-Type": {"application/cloudevents-batch+json"}}, `[]`, http.StatusBadRequest, false, "batches"},
 		{"missing id", http.MethodPost, http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"/test"}, "Ce-Type": {typeEcho}}, `{}`, http.StatusBadRequest, false, "id"},
+		{"unknown spec version", http.MethodPost, http.Header{"Ce-Specversion": {"9.9"}, "Ce-Id": {"1"}, "Ce-Source": {"/test"}, "Ce-Type": {typeEcho}}, `{}`, http.StatusBadRequest, false, "unsupported CloudEvents spec version"},
 		{"too large", http.MethodPost, binaryHeader(typeEcho), `"` + strings.Repeat("x", MaxEventBytes) + `"`, http.StatusRequestEntityTooLarge, false, "larger than"},
 		{"GET", http.MethodGet, binaryHeader(typeEcho), ``, http.StatusMethodNotAllowed, false, "POST"},
 	}
@@ -172,25 +177,49 @@ func TestSDKClientRoundTrip(t *testing.T) {
 }
 
 // FuzzServeHTTP: any request is answered (never a panic) with 202 or a problem, and a
-// 5xx only when a handler failed.
+// 5xx only when a handler failed; behind the sender check (as the function serves
+// /events), only the allowed sender's token reaches a handler, anything else is a 401 or
+// 403.
 func FuzzServeHTTP(f *testing.F) {
-	f.Add("application/json", "1.0", typeEcho, `{"n":1}`)
-	f.Add("application/cloudevents+json", "", "", `{"specversion":"1.0","id":"1","source":"/s","type":"io.dwp.test.echo.v1"}`)
-	f.Add("application/cloudevents-batch+json", "", "", `[{}]`)
-	f.Add("text/plain", "0.3", typeBroken, "x")
+	f.Add("Bearer "+allowedToken, "application/json", "1.0", typeEcho, `{"n":1}`)
+	f.Add("Bearer "+allowedToken, "application/cloudevents+json", "", "", `{"specversion":"1.0","id":"1","source":"/s","type":"io.dwp.test.echo.v1"}`)
+	f.Add("Bearer "+allowedToken, "application/cloudevents-batch+json", "", "", `[{}]`)
+	f.Add("Bearer "+allowedToken, "text/plain", "0.3", typeBroken, "x")
+	f.Add("Bearer "+allowedToken, "application/json", "9.9", typeEcho, `{}`)
+	f.Add("", "application/json", "1.0", typeEcho, `{"n":1}`)
+	f.Add("Bearer "+otherToken, "application/json", "1.0", typeEcho, `{"n":1}`)
+	f.Add("Bearer forged", "application/json", "1.0", typeEcho, `{"n":1}`)
+	f.Add("Basic "+allowedToken, "application/json", "1.0", typeEcho, `{"n":1}`)
+	var reached atomic.Bool
 	r := testRouter()
-	f.Fuzz(func(t *testing.T, contentType, specVersion, ceType, body string) {
+	r.Handle("io.dwp.test.reached.v1", func(context.Context, event.Event) (*event.Event, error) {
+		reached.Store(true)
+		return nil, nil
+	})
+	guard := eventauth.NewGuard(fuzzTokens{}, eventauth.Config{Audience: "test", Senders: []string{"sender"}})
+	h := guard.Wrap(r)
+	f.Fuzz(func(t *testing.T, authorization, contentType, specVersion, ceType, body string) {
 		req := httptest.NewRequest(http.MethodPost, "/events", strings.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
+		if authorization != "" {
+			req.Header["Authorization"] = []string{authorization}
+		}
 		if specVersion != "" {
 			req.Header.Set("Ce-Specversion", specVersion)
 			req.Header.Set("Ce-Id", "1")
 			req.Header.Set("Ce-Source", "/fuzz")
 			req.Header.Set("Ce-Type", ceType)
 		}
+		reached.Store(false)
 		rec := httptest.NewRecorder()
-		r.ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
+		scheme, token, _ := strings.Cut(authorization, " ")
+		allowed := strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) == allowedToken
 		switch {
+		case !allowed && rec.Code != http.StatusUnauthorized && rec.Code != http.StatusForbidden:
+			t.Fatalf("%q: status %d, want 401 or 403: %s", authorization, rec.Code, rec.Body)
+		case !allowed && reached.Load():
+			t.Fatalf("%q reached a handler", authorization)
 		case rec.Code == http.StatusAccepted:
 		case rec.Code >= 400 && rec.Code < 500:
 		case rec.Code == http.StatusInternalServerError && strings.Contains(rec.Body.String(), "redis is down"):
@@ -198,4 +227,22 @@ func FuzzServeHTTP(f *testing.F) {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 	})
+}
+
+const (
+	allowedToken = "sender-token"
+	otherToken   = "other-token"
+)
+
+// fuzzTokens accepts allowedToken (the allowed sender) and otherToken (someone else).
+type fuzzTokens struct{}
+
+func (fuzzTokens) Authenticate(_ context.Context, token string) (authz.User, error) {
+	switch token {
+	case allowedToken:
+		return authz.User{Name: "sender"}, nil
+	case otherToken:
+		return authz.User{Name: "other"}, nil
+	}
+	return authz.User{}, authz.ErrUnauthenticated
 }

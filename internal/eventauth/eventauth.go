@@ -1,0 +1,127 @@
+// Package eventauth lets only known senders deliver CloudEvents. A sender proves who it
+// is as Knative Eventing's OIDC delivery does: a ServiceAccount token whose audience is
+// the receiver's, in "Authorization: Bearer". The API server checks the token
+// (TokenReview with the receiver's audience); the receiver checks the identity against
+// its list of allowed senders. Events change state that users see (summaries, CD
+// steps), so an event from anyone else is refused before it is even read.
+package eventauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/problem"
+)
+
+// Configuration keys read from the function's cfg.
+const (
+	// EnvAudience is the audience a sender's token must have: the function's own, as
+	// Knative gives it to the function's subscribers' deliveries.
+	EnvAudience = "DWP_EVENTS_AUDIENCE"
+	// EnvSenders lists the identities allowed to send events, comma-separated, as the
+	// API server names them (system:serviceaccount:<namespace>:<name>).
+	EnvSenders = "DWP_EVENT_SENDERS"
+)
+
+// Authenticator says who a token belongs to; *authz.Reviewer is one (it caches answers).
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (authz.User, error)
+}
+
+// Config is what a Guard needs from the function's configuration.
+type Config struct {
+	Audience string
+	Senders  []string
+}
+
+// ParseConfig reads EnvAudience and EnvSenders. No senders is valid (every event is
+// refused); senders without an audience are not, since a token for the API server
+// itself would then be accepted as a delivery.
+func ParseConfig(cfg map[string]string) (Config, error) {
+	c := Config{Audience: strings.TrimSpace(cfg[EnvAudience])}
+	for _, s := range strings.Split(cfg[EnvSenders], ",") {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(c.Senders, s) {
+			c.Senders = append(c.Senders, s)
+		}
+	}
+	if len(c.Senders) > 0 && c.Audience == "" {
+		return Config{}, fmt.Errorf("%s is set but %s is not: give the audience senders' tokens are made for", EnvSenders, EnvAudience)
+	}
+	return c, nil
+}
+
+// Guard admits requests from allowed senders only.
+type Guard struct {
+	auth     Authenticator
+	senders  []string
+	audience string
+	timeout  time.Duration
+}
+
+// NewGuard admits the senders of c whose tokens auth accepts; auth must check the
+// audience (authz.Options.Audiences). With no senders, nothing is admitted and auth may
+// be nil.
+func NewGuard(auth Authenticator, c Config) *Guard {
+	if len(c.Senders) == 0 {
+		slog.Warn("no event senders configured: every CloudEvent will be refused", "variable", EnvSenders)
+	} else {
+		slog.Info("CloudEvents accepted from", "senders", c.Senders, "audience", c.Audience)
+	}
+	return &Guard{auth: auth, senders: c.Senders, audience: c.Audience, timeout: 10 * time.Second}
+}
+
+// Check returns nil when r comes from an allowed sender, else a problem: 401 for a
+// missing, malformed, rejected or wrongly audienced token, 403 for a sender not allowed,
+// 503 when the API server cannot be asked (a broker retries it).
+func (g *Guard) Check(r *http.Request) error {
+	if r.Header.Get("Authorization") == "" {
+		return problem.Unauthorized("a CloudEvent needs its sender's token: \"Authorization: Bearer <token>\", made for audience " + strconv.Quote(g.audience))
+	}
+	token, err := authz.BearerToken(r)
+	if err != nil {
+		return err
+	}
+	if len(g.senders) == 0 || g.auth == nil {
+		return problem.Forbidden("no sender is allowed to send events: " + EnvSenders + " is empty")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.timeout)
+	defer cancel()
+	u, err := g.auth.Authenticate(ctx, token)
+	switch {
+	case errors.Is(err, authz.ErrUnauthenticated):
+		return problem.Unauthorized("the bearer token was not accepted for this receiver's audience")
+	case err != nil:
+		return problem.New(http.StatusServiceUnavailable, "cannot check the sender's token: "+err.Error())
+	case !slices.Contains(g.senders, u.Name):
+		return problem.Forbidden(fmt.Sprintf("%q may not send events", u.Name))
+	}
+	return nil
+}
+
+// Wrap serves next only for allowed senders and answers the others with Check's problem.
+func (g *Guard) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.Check(r); err != nil {
+			p := problem.FromError(err)
+			if p.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+			}
+			if p.Status >= 500 {
+				slog.ErrorContext(r.Context(), "event sender check failed", "err", err)
+			} else {
+				slog.WarnContext(r.Context(), "event refused", "status", p.Status, "reason", p.Detail, "remote", r.RemoteAddr)
+			}
+			problem.Write(w, p)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
