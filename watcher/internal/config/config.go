@@ -23,6 +23,8 @@ import (
 type Config struct {
 	// Sink is where events are sent (Knative's K_SINK: a Broker's ingress, or the function).
 	Sink string
+	// TokenFile holds the token sent with every event (empty: none), re-read when it changes.
+	TokenFile string
 	// Overrides are extension attributes set on every event (K_CE_OVERRIDES).
 	Overrides map[string]string
 	// Kubeconfig is the cluster to watch; empty means in-cluster.
@@ -99,6 +101,7 @@ var settings = []envflag.Setting[Config]{
 		c.Sink = v
 		return nil
 	}),
+	envflag.String("DWP_SINK_TOKEN_FILE", "sink-token-file", "", "file holding the ServiceAccount token sent as \"Authorization: Bearer\" with every event, made for the receiver's audience; re-read when it changes (a projected token, or /oidc/token from a Knative SinkBinding); empty: none", func(c *Config) *string { return &c.TokenFile }),
 	envflag.Func("K_CE_OVERRIDES", "ce-overrides", "", `extension attributes set on every event, as Knative writes them: {"extensions":{"name":"value"}}`, func(c *Config, v string) error {
 		c.Overrides = nil
 		if v == "" {

@@ -57,7 +57,17 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
 	}
-	client, err := cloudevents.NewClientHTTP(cehttp.WithTarget(cfg.Sink))
+	opts := []cehttp.Option{cehttp.WithTarget(cfg.Sink)}
+	if cfg.TokenFile != "" {
+		tf, err := sink.NewTokenFile(cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("DWP_SINK_TOKEN_FILE: %w", err)
+		}
+		opts = append(opts, cehttp.WithRoundTripper(tf.Transport(nil)))
+	} else {
+		log.Warn("no DWP_SINK_TOKEN_FILE: events are sent without a token, and a receiver that checks senders refuses them")
+	}
+	client, err := cloudevents.NewClientHTTP(opts...)
 	if err != nil {
 		return fmt.Errorf("cloudevents client for %s: %w", cfg.Sink, err)
 	}

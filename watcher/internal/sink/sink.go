@@ -2,7 +2,7 @@
 // the object (or snapshot) they describe: a newer state of the same object replaces one
 // not yet sent, since each event carries the whole state; nothing else is dropped. A
 // delivery that fails is retried with exponential backoff until it succeeds, except when
-// the receiver rejects the event itself (a 4xx other than 404, 408, 409, 425 and 429),
+// the receiver rejects the event itself (a 4xx other than 401, 404, 408, 409, 425 and 429),
 // which retrying cannot fix: that is logged and counted. Every failed delivery is counted.
 package sink
 
@@ -214,7 +214,9 @@ func classify(res protocol.Result) (outcome, int) {
 		switch code := hr.StatusCode; {
 		case code >= 200 && code < 300:
 			return delivered, code
-		case code == http.StatusNotFound, code == http.StatusRequestTimeout, code == http.StatusConflict,
+		// 401: the sink did not take the token, which a rotation (read at the next
+		// delivery) may fix.
+		case code == http.StatusUnauthorized, code == http.StatusNotFound, code == http.StatusRequestTimeout, code == http.StatusConflict,
 			code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
 			return retry, code
 		default:
