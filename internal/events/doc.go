@@ -58,11 +58,15 @@
 //
 // io.dwp.app.snapshot.v1 (TypeAppSnapshot), data AppSnapshot: the full state of one kind
 // (pods, workflows or applications) of one app at a revision: every live object of that
-// kind. Objects of the app not listed and older than the revision are gone.
+// kind. Objects of the app not listed and older than the revision are gone. listedAt says
+// when the listing began: every change the cluster made before then has a key at or below
+// the revision, so a state stored before listedAt with a greater key cannot come from the
+// cluster (it was forged), and the snapshot replaces it, whatever its key. Snapshots are
+// authoritative: forged or orphaned state does not outlive one round.
 //
 // io.dwp.cluster.snapshot.v1 (TypeClusterSnapshot), data ClusterSnapshot: the apps that
 // have live objects of one kind at a revision. Apps not listed have none left of that
-// kind up to the revision. The watcher sends a snapshot round (one cluster snapshot and
+// kind up to the revision (or stored before listedAt, as above). The watcher sends a snapshot round (one cluster snapshot and
 // one app snapshot per listed app, all at the same revision) when it starts leading and
 // then at its resync interval, so that summaries converge after any loss, a restart of
 // Redis or of the watcher.

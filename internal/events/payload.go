@@ -76,7 +76,11 @@ type AppSnapshot struct {
 	App       string `json:"app"`
 	// Revision is the ordering key at which the listed objects were the app's live
 	// objects of Kind. Items may be newer than it.
-	Revision  Ordering   `json:"revision"`
+	Revision Ordering `json:"revision"`
+	// ListedAt is when the round's listing began (the watcher's clock): whatever was
+	// stored before it and claims to be newer than Revision is from the future, and the
+	// snapshot replaces it (see summarystore). Zero: not known.
+	ListedAt  time.Time  `json:"listedAt,omitzero"`
 	Pods      []Pod      `json:"pods,omitempty"`
 	Workflows []Workflow `json:"workflows,omitempty"`
 	// Applications are the Argo CD Applications that deploy the app (normally one).
@@ -93,7 +97,9 @@ type AppRef struct {
 type ClusterSnapshot struct {
 	Kind     string   `json:"kind"`
 	Revision Ordering `json:"revision"`
-	Apps     []AppRef `json:"apps"`
+	// ListedAt is as in AppSnapshot.
+	ListedAt time.Time `json:"listedAt,omitzero"`
+	Apps     []AppRef  `json:"apps"`
 }
 
 // Limits of payload fields.

@@ -4,9 +4,12 @@
 -- ARGV[1]  operation: obj | app | cluster
 -- ARGV[2]  cluster name, ARGV[3] the channel summary changes are published on
 -- ARGV[4]  kind of object: p (pods), w (workflows) or a (Argo CD Applications)
---   obj      ARGV[5..8] namespace, app, uid, entry
---   app      ARGV[5..7] namespace, app, revision; then uid, entry pairs
---   cluster  ARGV[5] revision; then "namespace/app" of every app listed
+-- ARGV[5]  now: the store's clock, Unix milliseconds
+-- ARGV[6]  cut (snapshots): Unix milliseconds; what was stored before it claiming to be
+--          newer than the snapshot is forged (below). 0: none
+--   obj      ARGV[7..10] namespace, app, uid, entry
+--   app      ARGV[7..9] namespace, app, revision; then uid, entry pairs
+--   cluster  ARGV[7] revision; then "namespace/app" of every app listed
 --
 -- Keys under the base:
 --   o:<ns>/<app>  hash: "<kind>:<uid>" -> entry, the app's objects (tombstones included)
@@ -15,6 +18,8 @@
 --   f             hash: floors. "<kind>" -> revision of the newest cluster snapshot,
 --                 "<kind>:<ns>/<app>" -> revision of the app's newest app snapshot
 --   l:<kind>      set of "<ns>/<app>" listed in the newest cluster snapshot
+--   t:<ns>/<app>  hash: "<kind>:<uid>" -> when the entry was stored (now), for each entry
+--   ft            hash: floor field -> when the floor was set
 --
 -- An entry is the object's ordering key (20 digits), a flag (L live, T tombstone), then,
 -- for a live object, its state as JSON, times written as YYYYMMDDhhmmss numbers. Of two
@@ -24,10 +29,20 @@
 -- An object not yet known whose key is at or below the floor covering its app is ignored:
 -- a snapshot at that revision found it gone.
 --
+-- Rounds are authoritative. A snapshot at revision R whose listing began at time L (its
+-- cut is L less the clocks' skew) covers everything stored before the cut: an entry or a
+-- floor stored then with a key above R is from the future, since every change the cluster
+-- made before L has a revision at or below R; no cluster produces it, so it was forged
+-- (or is left from another cluster's revisions) and the snapshot replaces it like an older
+-- one. An entry above R stored after the cut may be a real change that raced the round's
+-- events, and is kept.
+--
 -- Returns the number of summaries that changed.
 
 local base, op, cluster, channel, kind = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, cut = ARGV[5], tonumber(ARGV[6])
 local FLOORS = base .. 'f'
+local FSTAMPS = base .. 'ft'
 local APPS = base .. 'apps'
 local LISTED = base .. 'l:' .. kind
 local KP = kind .. ':'
@@ -62,6 +77,23 @@ local function newer(a, b)
 end
 
 local function floor(field) return tonumber(redis.call('HGET', FLOORS, field) or '0') end
+
+-- future says whether a key above rev stored at stamp (nil: unknown, as before stamps
+-- were kept) is one the snapshot at rev covers: stored before its cut.
+local function future(key, stamp, rev)
+  return cut > 0 and key > rev and tonumber(stamp or '0') < cut
+end
+
+-- stale says whether a floor is no bar to a snapshot at rev: not above it, or from the future.
+local function stale(field, rev)
+  local f = floor(field)
+  return f < rev or future(f, redis.call('HGET', FSTAMPS, field), rev)
+end
+
+local function setFloor(field, rev)
+  redis.call('HSET', FLOORS, field, rev)
+  redis.call('HSET', FSTAMPS, field, now)
+end
 local function enc(s) return cjson.encode(s) end
 
 -- stamp writes a YYYYMMDDhhmmss number as RFC 3339.
@@ -170,7 +202,7 @@ local function summarize(ns, app)
 end
 
 if op == 'obj' then
-  local ns, app, uid, entry = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+  local ns, app, uid, entry = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
   local na = ns .. '/' .. app
   local okey = base .. 'o:' .. na
   local field = KP .. uid
@@ -183,39 +215,45 @@ if op == 'obj' then
     if ord(entry) <= eff then return 0 end
   end
   redis.call('HSET', okey, field, entry)
+  redis.call('HSET', base .. 't:' .. na, field, now)
   redis.call('SADD', APPS, na)
   return summarize(ns, app)
 
 elseif op == 'app' then
-  local ns, app, rev = ARGV[5], ARGV[6], tonumber(ARGV[7])
+  local ns, app, rev = ARGV[7], ARGV[8], tonumber(ARGV[9])
   local na = ns .. '/' .. app
   local ffield = KP .. na
-  if rev <= floor(ffield) then return 0 end
+  if not stale(ffield, rev) then return 0 end
   -- hf: the floor of the newest cluster snapshot, when it found the app gone
   local hf = 0
   if redis.call('SISMEMBER', LISTED, na) == 0 then
+    if not stale(kind, rev) then return 0 end
     hf = floor(kind)
-    if rev <= hf then return 0 end
+    if hf > rev then hf = 0 end -- from the future: no bar
   end
-  redis.call('HSET', FLOORS, ffield, ARGV[7])
-  local okey = base .. 'o:' .. na
-  local cur = {}
+  setFloor(ffield, ARGV[9])
+  local okey, tkey = base .. 'o:' .. na, base .. 't:' .. na
+  local cur, stamps = {}, {}
   local all = redis.call('HGETALL', okey)
   for i = 1, #all, 2 do cur[all[i]] = all[i + 1] end
+  all = redis.call('HGETALL', tkey)
+  for i = 1, #all, 2 do stamps[all[i]] = all[i + 1] end
   local listed, changed = {}, false
-  for i = 8, #ARGV - 1, 2 do
+  for i = 10, #ARGV - 1, 2 do
     local field, entry = KP .. ARGV[i], ARGV[i + 1]
     listed[field] = true
     local c = cur[field]
-    if (c and newer(entry, c)) or (not c and ord(entry) > hf) then
+    if (c and (newer(entry, c) or future(ord(c), stamps[field], rev))) or (not c and ord(entry) > hf) then
       redis.call('HSET', okey, field, entry)
+      redis.call('HSET', tkey, field, now)
       cur[field] = entry
       changed = true
     end
   end
   for field, v in pairs(cur) do
-    if string.sub(field, 1, 2) == KP and not listed[field] and ord(v) <= rev then
+    if string.sub(field, 1, 2) == KP and not listed[field] and (ord(v) <= rev or future(ord(v), stamps[field], rev)) then
       redis.call('HDEL', okey, field)
+      redis.call('HDEL', tkey, field)
       cur[field] = nil
       changed = true
     end
@@ -229,33 +267,39 @@ elseif op == 'app' then
   return 0
 
 elseif op == 'cluster' then
-  local rev = tonumber(ARGV[5])
-  if rev <= floor(kind) then return 0 end
-  redis.call('HSET', FLOORS, kind, ARGV[5])
+  local rev = tonumber(ARGV[7])
+  if not stale(kind, rev) then return 0 end
+  setFloor(kind, ARGV[7])
   redis.call('DEL', LISTED)
   local listed = {}
-  for i = 6, #ARGV do listed[ARGV[i]] = true end
-  for i = 6, #ARGV, 1000 do
+  for i = 8, #ARGV do listed[ARGV[i]] = true end
+  for i = 8, #ARGV, 1000 do
     redis.call('SADD', LISTED, unpack(ARGV, i, math.min(i + 999, #ARGV)))
   end
   -- An app found gone is covered by the cluster floor from now on: its own floor, when
-  -- not newer, is forgotten, so that floors do not pile up as apps come and go.
+  -- not newer (or from the future), is forgotten, so that floors do not pile up as apps
+  -- come and go.
   local floors = redis.call('HGETALL', FLOORS)
   for i = 1, #floors, 2 do
     local f = floors[i]
-    if string.sub(f, 1, 2) == KP and not listed[string.sub(f, 3)] and tonumber(floors[i + 1]) <= rev then
+    local v = tonumber(floors[i + 1])
+    if string.sub(f, 1, 2) == KP and not listed[string.sub(f, 3)] and
+        (v <= rev or future(v, redis.call('HGET', FSTAMPS, f), rev)) then
       redis.call('HDEL', FLOORS, f)
+      redis.call('HDEL', FSTAMPS, f)
     end
   end
   local n = 0
   for _, na in ipairs(redis.call('SMEMBERS', APPS)) do
     if not listed[na] then
-      local okey = base .. 'o:' .. na
+      local okey, tkey = base .. 'o:' .. na, base .. 't:' .. na
       local all = redis.call('HGETALL', okey)
       local changed, left = false, 0
       for i = 1, #all, 2 do
-        if string.sub(all[i], 1, 2) == KP and ord(all[i + 1]) <= rev then
+        if string.sub(all[i], 1, 2) == KP and
+            (ord(all[i + 1]) <= rev or future(ord(all[i + 1]), redis.call('HGET', tkey, all[i]), rev)) then
           redis.call('HDEL', okey, all[i])
+          redis.call('HDEL', tkey, all[i])
           changed = true
         else
           left = left + 1

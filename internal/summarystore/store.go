@@ -4,7 +4,10 @@
 // order: every event carries an object's whole state with an ordering key, the script
 // keeps the newest state of each object (deletions as tombstones), and derives the app's
 // summary from its objects in the same script. Snapshots (the full state at a revision)
-// remove what is gone and rebuild everything after Redis lost its data.
+// remove what is gone and rebuild everything after Redis lost its data. They are
+// authoritative: a state stored before a round's listing began that claims a key above
+// the round's revision (a key no cluster had produced yet: forged) is replaced by the
+// round like an older one, so no ordering key, however great, outlives one round.
 //
 // Every key of one cluster shares the hash tag {<cluster>}, so that one script only
 // touches one Redis Cluster slot.
@@ -33,12 +36,28 @@ var applyScript = redis.NewScript(applySource)
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// now is the store's clock: when entries are stored, compared with the time a
+	// round's listing began (events.AppSnapshot.ListedAt).
+	now func() time.Time
 }
 
 // New returns a Store using rdb with keys under prefix (e.g. "dwp:").
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+	return &Store{rdb: rdb, prefix: prefix, now: time.Now}
 }
+
+// WithClock makes the store read the time from now rather than the system clock, and
+// returns it. Tests use a fixed clock, so that the keyspace does not depend on when each
+// event was applied.
+func (s *Store) WithClock(now func() time.Time) *Store {
+	s.now = now
+	return s
+}
+
+// ClockSkew is how far the clocks of the watcher and of the task function's replicas may
+// disagree. A round covers what was stored up to ClockSkew before its listing began; a
+// state forged later than that is undone by the round after.
+const ClockSkew = 2 * time.Second
 
 // Channel is where every summary change is published (events.SummaryChannel).
 func (s *Store) Channel() string { return events.SummaryChannel(s.prefix) }
@@ -145,11 +164,20 @@ func applicationEntry(a *events.Application, deleted bool) (string, error) {
 	})
 }
 
-func (s *Store) run(ctx context.Context, cluster string, args ...any) (int, error) {
+// run runs the script: args are the operation, the kind, then the operation's own (see
+// apply.lua); listedAt is a snapshot's (zero for an object's state).
+func (s *Store) run(ctx context.Context, cluster string, listedAt time.Time, args ...any) (int, error) {
 	if err := events.ValidateClusterName(cluster); err != nil {
 		return 0, err
 	}
-	all := append([]any{args[0], cluster, s.Channel()}, args[1:]...)
+	now := s.now()
+	var cut int64
+	if !listedAt.IsZero() {
+		// A listing cannot begin after the snapshot is applied: a later time says nothing
+		// more, and must not make a sender able to undo any state it likes.
+		cut = max(min(listedAt.UnixMilli(), now.UnixMilli())-ClockSkew.Milliseconds(), 0)
+	}
+	all := append([]any{args[0], cluster, s.Channel(), args[1], now.UnixMilli(), cut}, args[2:]...)
 	n, err := applyScript.Run(ctx, s.rdb, []string{s.base(cluster)}, all...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("apply %s to the summaries: %w", args[0], err)
@@ -164,7 +192,7 @@ func (s *Store) ApplyPod(ctx context.Context, cluster string, deleted bool, p ev
 	if err != nil {
 		return 0, err
 	}
-	return s.run(ctx, cluster, "obj", kindPod, p.Namespace, p.App, p.UID, e)
+	return s.run(ctx, cluster, time.Time{}, "obj", kindPod, p.Namespace, p.App, p.UID, e)
 }
 
 // ApplyWorkflow applies a workflow's state (or its deletion).
@@ -173,7 +201,7 @@ func (s *Store) ApplyWorkflow(ctx context.Context, cluster string, deleted bool,
 	if err != nil {
 		return 0, err
 	}
-	return s.run(ctx, cluster, "obj", kindWorkflow, w.Namespace, w.App, w.UID, e)
+	return s.run(ctx, cluster, time.Time{}, "obj", kindWorkflow, w.Namespace, w.App, w.UID, e)
 }
 
 // ApplyApplication applies the state of an app's Argo CD Application (or its deletion).
@@ -182,7 +210,7 @@ func (s *Store) ApplyApplication(ctx context.Context, cluster string, deleted bo
 	if err != nil {
 		return 0, err
 	}
-	return s.run(ctx, cluster, "obj", kindApplication, a.Namespace, a.App, a.UID, e)
+	return s.run(ctx, cluster, time.Time{}, "obj", kindApplication, a.Namespace, a.App, a.UID, e)
 }
 
 // ApplyAppSnapshot applies one app's snapshot of one kind.
@@ -214,7 +242,7 @@ func (s *Store) ApplyAppSnapshot(ctx context.Context, cluster string, snap event
 		}
 		args = append(args, snap.Applications[i].UID, e)
 	}
-	return s.run(ctx, cluster, args...)
+	return s.run(ctx, cluster, snap.ListedAt, args...)
 }
 
 // ApplyClusterSnapshot applies the list of a kind's apps.
@@ -228,7 +256,7 @@ func (s *Store) ApplyClusterSnapshot(ctx context.Context, cluster string, snap e
 	for _, a := range snap.Apps {
 		args = append(args, events.Subject(a.Namespace, a.App))
 	}
-	return s.run(ctx, cluster, args...)
+	return s.run(ctx, cluster, snap.ListedAt, args...)
 }
 
 // ErrCorrupt means a stored summary could not be read.

@@ -35,8 +35,11 @@ func newStore(t *testing.T, db int) (*Store, *redis.Client) {
 	if err := c.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	return New(c, "t:"), c
+	return New(c, "t:").WithClock(func() time.Time { return testEpoch }), c
 }
+
+// testEpoch is the stores' clock in tests.
+var testEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func diff(t *testing.T, what string, got, want map[string]string) {
 	t.Helper()
@@ -142,6 +145,57 @@ func TestSnapshotRoundConverges(t *testing.T) {
 				t.Errorf("seed %d: objects of the gone app %s kept", seed, na)
 			}
 		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+}
+
+// Forged events with ordering keys from the future (deletions and changes of live
+// objects, objects of made-up apps, snapshots finding everything gone), delivered in any
+// order among the real ones and repeated, are undone by the next round: after it the
+// summaries are the cluster's.
+func TestRoundUndoesForgedFutureState(t *testing.T) {
+	testRoundUndoesForged(t, 10, false, 0)
+}
+
+// Real changes that race a round's events (newer than its revision, stored after its
+// listing began) are kept by it, while what was forged before is undone. (A forged state
+// of an object, or a forged floor, holds back that object's real changes until it is
+// undone; those come back with the round after, so here only made-up apps are forged.)
+func TestRoundKeepsRacingChanges(t *testing.T) {
+	testRoundUndoesForged(t, 11, true, 20)
+}
+
+func testRoundUndoesForged(t *testing.T, dbn int, fakeOnly bool, racing int) {
+	ctx := context.Background()
+	s, db := newStore(t, dbn)
+	for seed := uint64(200); seed < 225; seed++ {
+		db.FlushDB(ctx)
+		s.now = func() time.Time { return testEpoch }
+		w := newWorld(seed)
+		for range 250 {
+			w.step()
+		}
+		mixed := slices.Concat(w.out, w.forged(30, fakeOnly), w.forged(30, fakeOnly))
+		rng := rand.New(rand.NewPCG(seed, 13))
+		rng.Shuffle(len(mixed), func(i, j int) { mixed[i], mixed[j] = mixed[j], mixed[i] })
+		applyAll(ctx, t, s, mixed)
+
+		// A minute later the watcher lists the cluster; the cluster goes on changing while
+		// the round's events are on their way, and they all arrive in any order.
+		listed := testEpoch.Add(time.Minute)
+		w.listedAt = listed
+		before := len(w.out)
+		w.snapshotRound()
+		for range racing {
+			w.step()
+		}
+		later := slices.Clone(w.out[before:])
+		rng.Shuffle(len(later), func(i, j int) { later[i], later[j] = later[j], later[i] })
+		s.now = func() time.Time { return listed.Add(time.Second) }
+		applyAll(ctx, t, s, later)
+		diff(t, fmt.Sprintf("seed %d: summaries after a round", seed), stored(ctx, t, s, "c1"), w.expected(t, "c1"))
 		if t.Failed() {
 			t.FailNow()
 		}

@@ -24,6 +24,8 @@ type world struct {
 	wfs  map[string]events.Workflow
 	apps map[string]events.Application
 	out  []delivery
+	// listedAt is the time the rounds say their listing began (zero: not said).
+	listedAt time.Time
 }
 
 // delivery is one event's effect on the store.
@@ -296,16 +298,17 @@ func (w *world) snapshotRound() {
 		ref := events.AppRef{Namespace: x.Namespace, App: x.App}
 		wfApps[ref] = append(wfApps[ref], x)
 	}
-	podSnap := events.ClusterSnapshot{Kind: events.KindPods, Revision: rev, Apps: []events.AppRef{}}
+	at := w.listedAt
+	podSnap := events.ClusterSnapshot{Kind: events.KindPods, Revision: rev, ListedAt: at, Apps: []events.AppRef{}}
 	for ref, pods := range podApps {
 		podSnap.Apps = append(podSnap.Apps, ref)
-		s := events.AppSnapshot{Kind: events.KindPods, Namespace: ref.Namespace, App: ref.App, Revision: rev, Pods: pods}
+		s := events.AppSnapshot{Kind: events.KindPods, Namespace: ref.Namespace, App: ref.App, Revision: rev, ListedAt: at, Pods: pods}
 		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot pods %v@%d", ref, rev), app: &s})
 	}
-	wfSnap := events.ClusterSnapshot{Kind: events.KindWorkflows, Revision: rev, Apps: []events.AppRef{}}
+	wfSnap := events.ClusterSnapshot{Kind: events.KindWorkflows, Revision: rev, ListedAt: at, Apps: []events.AppRef{}}
 	for ref, wfs := range wfApps {
 		wfSnap.Apps = append(wfSnap.Apps, ref)
-		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, Workflows: wfs}
+		s := events.AppSnapshot{Kind: events.KindWorkflows, Namespace: ref.Namespace, App: ref.App, Revision: rev, ListedAt: at, Workflows: wfs}
 		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot workflows %v@%d", ref, rev), app: &s})
 	}
 	applApps := map[events.AppRef][]events.Application{}
@@ -313,15 +316,68 @@ func (w *world) snapshotRound() {
 		ref := events.AppRef{Namespace: a.Namespace, App: a.App}
 		applApps[ref] = append(applApps[ref], a)
 	}
-	applSnap := events.ClusterSnapshot{Kind: events.KindApplications, Revision: rev, Apps: []events.AppRef{}}
+	applSnap := events.ClusterSnapshot{Kind: events.KindApplications, Revision: rev, ListedAt: at, Apps: []events.AppRef{}}
 	for ref, apps := range applApps {
 		applSnap.Apps = append(applSnap.Apps, ref)
-		s := events.AppSnapshot{Kind: events.KindApplications, Namespace: ref.Namespace, App: ref.App, Revision: rev, Applications: apps}
+		s := events.AppSnapshot{Kind: events.KindApplications, Namespace: ref.Namespace, App: ref.App, Revision: rev, ListedAt: at, Applications: apps}
 		w.out = append(w.out, delivery{name: fmt.Sprintf("snapshot applications %v@%d", ref, rev), app: &s})
 	}
 	w.out = append(w.out, delivery{name: fmt.Sprintf("cluster pods@%d", rev), cluster: &podSnap},
 		delivery{name: fmt.Sprintf("cluster workflows@%d", rev), cluster: &wfSnap},
 		delivery{name: fmt.Sprintf("cluster applications@%d", rev), cluster: &applSnap})
+}
+
+// forged records n events no cluster produced, as anyone able to send events could post
+// them, with ordering keys from the future (up to MaxOrdering): objects of a made-up app,
+// and, unless fakeOnly, deletions and changes of live objects and snapshots that find
+// everything gone. They are not the world's: it does not change.
+func (w *world) forged(n int, fakeOnly bool) []delivery {
+	future := func() events.Ordering {
+		if w.rng.IntN(2) == 0 {
+			return events.MaxOrdering
+		}
+		return w.rev + events.Ordering(1+w.rng.IntN(1000))
+	}
+	var out []delivery
+	for range n {
+		r := w.rng.IntN(7)
+		if fakeOnly {
+			r = 4
+		}
+		switch r {
+		case 0, 1: // a live pod deleted or changed
+			p, ok := w.anyPod()
+			if !ok {
+				continue
+			}
+			p.Ordering, p.Phase, p.Ready = future(), "Failed", false
+			out = append(out, delivery{name: fmt.Sprintf("forged pod %s@%d", p.UID, p.Ordering), deleted: r == 0, pod: &p})
+		case 2: // a live workflow deleted or renamed
+			x, ok := w.anyWorkflow()
+			if !ok {
+				continue
+			}
+			x.Ordering, x.Name = future(), "forged"
+			out = append(out, delivery{name: fmt.Sprintf("forged wf %s@%d", x.UID, x.Ordering), deleted: w.rng.IntN(2) == 0, wf: &x})
+		case 3: // a live Application's status
+			a, ok := w.anyApplication()
+			if !ok {
+				continue
+			}
+			a.Ordering, a.Health = future(), "Degraded"
+			out = append(out, delivery{name: fmt.Sprintf("forged application %s@%d", a.UID, a.Ordering), deleted: w.rng.IntN(2) == 0, appl: &a})
+		case 4: // a pod of a made-up app, in a real app's namespace
+			p := events.Pod{Namespace: pick(w.rng, worldNamespaces), App: "fake", Name: "fake", UID: w.uid(), Ordering: future(), Phase: "Running", Ready: true, ChangedAt: w.now}
+			out = append(out, delivery{name: fmt.Sprintf("forged fake pod %s@%d", p.UID, p.Ordering), pod: &p})
+		case 5: // every app of a kind found gone, at a revision from the future
+			c := events.ClusterSnapshot{Kind: pick(w.rng, []string{events.KindPods, events.KindWorkflows, events.KindApplications}), Revision: future(), Apps: []events.AppRef{}}
+			out = append(out, delivery{name: fmt.Sprintf("forged cluster %s@%d", c.Kind, c.Revision), cluster: &c})
+		case 6: // one app found without pods, at a revision from the future
+			s := events.AppSnapshot{Kind: events.KindPods, Namespace: pick(w.rng, worldNamespaces), App: pick(w.rng, worldApps), Revision: future()}
+			out = append(out, delivery{name: fmt.Sprintf("forged app snapshot %s/%s@%d", s.Namespace, s.App, s.Revision), app: &s})
+		}
+	}
+	return out
 }
 
 // expected is the summaries the world's live objects make, as JSON by "ns/app".

@@ -165,7 +165,7 @@ func (w *Watcher) roundApplications(ctx context.Context) error {
 		return nil
 	}
 	apps := map[events.AppRef][]events.Application{}
-	rev, err := w.listNamespaces(ctx, events.KindApplications, []string{w.argoCDNamespace},
+	rev, listedAt, err := w.listNamespaces(ctx, events.KindApplications, []string{w.argoCDNamespace},
 		func(ctx context.Context, _ string, opts metav1.ListOptions) (string, string, error) {
 			l, err := w.applicationClient.List(ctx, opts)
 			if err != nil {
@@ -187,7 +187,7 @@ func (w *Watcher) roundApplications(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.emitSnapshots(events.KindApplications, rev, sortedRefs(apps), func(s *events.AppSnapshot) {
+	w.emitSnapshots(events.KindApplications, rev, listedAt, sortedRefs(apps), func(s *events.AppSnapshot) {
 		s.Applications = apps[events.AppRef{Namespace: s.Namespace, App: s.App}]
 	})
 	return nil

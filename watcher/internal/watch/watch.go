@@ -427,7 +427,7 @@ func (w *Watcher) Round(ctx context.Context) error {
 
 func (w *Watcher) roundPods(ctx context.Context) error {
 	apps := map[events.AppRef][]events.Pod{}
-	rev, err := w.listAll(ctx, events.KindPods, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
+	rev, listedAt, err := w.listAll(ctx, events.KindPods, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
 		l, err := w.kube.CoreV1().Pods(ns).List(ctx, opts)
 		if err != nil {
 			return "", "", err
@@ -444,13 +444,13 @@ func (w *Watcher) roundPods(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.emitSnapshots(events.KindPods, rev, sortedRefs(apps), func(s *events.AppSnapshot) { s.Pods = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
+	w.emitSnapshots(events.KindPods, rev, listedAt, sortedRefs(apps), func(s *events.AppSnapshot) { s.Pods = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
 	return nil
 }
 
 func (w *Watcher) roundWorkflows(ctx context.Context) error {
 	apps := map[events.AppRef][]events.Workflow{}
-	rev, err := w.listAll(ctx, events.KindWorkflows, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
+	rev, listedAt, err := w.listAll(ctx, events.KindWorkflows, func(ctx context.Context, ns string, opts metav1.ListOptions) (string, string, error) {
 		l, err := w.argo.ArgoprojV1alpha1().Workflows(ns).List(ctx, opts)
 		if err != nil {
 			return "", "", err
@@ -467,21 +467,21 @@ func (w *Watcher) roundWorkflows(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.emitSnapshots(events.KindWorkflows, rev, sortedRefs(apps), func(s *events.AppSnapshot) { s.Workflows = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
+	w.emitSnapshots(events.KindWorkflows, rev, listedAt, sortedRefs(apps), func(s *events.AppSnapshot) { s.Workflows = apps[events.AppRef{Namespace: s.Namespace, App: s.App}] })
 	return nil
 }
 
 // emitSnapshots emits a round's snapshots of one kind: one per app (fill sets its
-// objects), then the list of the apps, all at rev.
-func (w *Watcher) emitSnapshots(kind string, rev events.Ordering, refs []events.AppRef, fill func(s *events.AppSnapshot)) {
+// objects), then the list of the apps, all at rev, listed from listedAt on.
+func (w *Watcher) emitSnapshots(kind string, rev events.Ordering, listedAt time.Time, refs []events.AppRef, fill func(s *events.AppSnapshot)) {
 	for _, ref := range refs {
-		s := events.AppSnapshot{Kind: kind, Namespace: ref.Namespace, App: ref.App, Revision: rev}
+		s := events.AppSnapshot{Kind: kind, Namespace: ref.Namespace, App: ref.App, Revision: rev, ListedAt: listedAt}
 		fill(&s)
 		e, err := events.NewAppSnapshotEvent(w.cfg.Cluster, s, w.now())
 		w.emit("snapshot/"+kind+"/"+events.Subject(ref.Namespace, ref.App), rev, e, err)
 	}
 	w.metrics.roundApps.WithLabelValues(kind).Set(float64(len(refs)))
-	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: kind, Revision: rev, Apps: refs}, w.now())
+	e, err := events.NewClusterSnapshotEvent(w.cfg.Cluster, events.ClusterSnapshot{Kind: kind, Revision: rev, ListedAt: listedAt, Apps: refs}, w.now())
 	w.emit("snapshot/"+kind, rev, e, err)
 }
 
@@ -490,16 +490,18 @@ func (w *Watcher) emitSnapshots(kind string, rev events.Ordering, refs []events.
 type listFunc func(ctx context.Context, ns string, opts metav1.ListOptions) (rv, cont string, err error)
 
 // listAll lists every watched namespace, page by page, and returns the round's revision:
-// the smallest of the lists' resourceVersions. A continue token that expired restarts
-// the whole listing (reset forgets what was added), since pages of different lists are
-// not one consistent state.
-func (w *Watcher) listAll(ctx context.Context, kind string, list listFunc, selector string, reset func()) (events.Ordering, error) {
+// the smallest of the lists' resourceVersions, and when the listing began (the store
+// takes anything stored before then claiming a greater revision for forged). A continue
+// token that expired restarts the whole listing (reset forgets what was added), since
+// pages of different lists are not one consistent state.
+func (w *Watcher) listAll(ctx context.Context, kind string, list listFunc, selector string, reset func()) (events.Ordering, time.Time, error) {
 	return w.listNamespaces(ctx, kind, w.namespaces(), list, selector, reset)
 }
 
 // listNamespaces is listAll over the given namespaces.
-func (w *Watcher) listNamespaces(ctx context.Context, kind string, namespaces []string, list listFunc, selector string, reset func()) (events.Ordering, error) {
+func (w *Watcher) listNamespaces(ctx context.Context, kind string, namespaces []string, list listFunc, selector string, reset func()) (events.Ordering, time.Time, error) {
 	for attempt := 1; ; attempt++ {
+		began := w.now()
 		clock := w.order.Clock()
 		var rev events.Ordering
 		expired := false
@@ -513,7 +515,7 @@ func (w *Watcher) listNamespaces(ctx context.Context, kind string, namespaces []
 					break
 				}
 				if err != nil {
-					return 0, fmt.Errorf("list %s in %q: %w", kind, ns, err)
+					return 0, time.Time{}, fmt.Errorf("list %s in %q: %w", kind, ns, err)
 				}
 				if first == "" {
 					first = rv
@@ -536,11 +538,11 @@ func (w *Watcher) listNamespaces(ctx context.Context, kind string, namespaces []
 			}
 		}
 		if !expired {
-			return rev, nil
+			return rev, began, nil
 		}
 		reset()
 		if attempt == 3 {
-			return 0, fmt.Errorf("list %s: the continue token expired three times", kind)
+			return 0, time.Time{}, fmt.Errorf("list %s: the continue token expired three times", kind)
 		}
 	}
 }
