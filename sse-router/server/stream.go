@@ -279,7 +279,7 @@ func (cw *clientWriter) final(reason string) {
 	switch reason {
 	case hub.ReasonSlow:
 		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(stream.ErrorPayload{
-			Type: stream.EventError, Reason: hub.ReasonSlow, Retrying: false,
+			Type: stream.EventError, Code: stream.CodeSlowClient, Reason: hub.ReasonSlow, Retrying: false,
 			Message: "this stream fell too far behind and was closed; reconnect to resume",
 		})))
 	case hub.ReasonShutdown:
@@ -291,7 +291,7 @@ func (cw *clientWriter) final(reason string) {
 		})))
 	case hub.ReasonReplaced:
 		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(stream.ErrorPayload{
-			Type: stream.EventError, Reason: hub.ReasonReplaced, Message: "a newer connection took over this session",
+			Type: stream.EventError, Code: stream.CodeReplaced, Reason: hub.ReasonReplaced, Message: "a newer connection took over this session",
 		})))
 	default:
 		return

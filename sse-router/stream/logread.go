@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -204,7 +203,7 @@ func defaultContainer(pod *corev1.Pod) (string, error) {
 		return c, nil
 	}
 	if len(pod.Spec.Containers) == 0 {
-		return "", fmt.Errorf("pod %s has no containers", pod.Name)
+		return "", publicErrorf(CodeInvalid, "pod %s has no containers", pod.Name)
 	}
 	return pod.Spec.Containers[0].Name, nil
 }

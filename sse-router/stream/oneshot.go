@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -17,6 +18,7 @@ type oneShotLog struct {
 	ns, pod   string
 	container string
 	metrics   *hub.Metrics
+	log       *slog.Logger
 }
 
 // Subscribe implements Topic.
@@ -26,6 +28,7 @@ func (o *oneShotLog) Subscribe(ctx context.Context, s *hub.Subscription, j Join)
 		if gone, _, _ := logProblem(err); gone {
 			events = append(events, notFoundEvent("", fmt.Sprintf("pod %s/%s not found", o.ns, o.pod)))
 		} else {
+			o.log.Info("pod log read failed", "namespace", o.ns, "pod", o.pod, "container", o.container, "err", err)
 			events = append(events, errorEvent("", err, false))
 		}
 	}

@@ -56,6 +56,7 @@ func (t *podLogTopic) Run(ctx context.Context) {
 				t.finish(notFoundEvent("", fmt.Sprintf("pod %s/%s not found", t.ns, t.pod)), "not-found")
 				return
 			}
+			t.log.Warn("pod log upstream failed", "namespace", t.ns, "pod", t.pod, "err", err)
 			t.finish(errorEvent("", err, false), "error")
 			return
 		}
@@ -102,6 +103,7 @@ func (t *podLogTopic) fill(ctx context.Context) bool {
 			t.finish(notFoundEvent("", fmt.Sprintf("pod %s/%s not found", t.ns, t.pod)), "not-found")
 			return false
 		case fatal:
+			t.log.Info("pod log refused", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
 			t.finish(errorEvent("", err, false), "error")
 			return false
 		case waiting:
@@ -152,6 +154,7 @@ func (t *podLogTopic) follow(ctx context.Context) {
 				t.finish(notFoundEvent(t.lastID(), fmt.Sprintf("pod %s/%s no longer exists", t.ns, t.pod)), "pod-deleted")
 				return
 			case fatal:
+				t.log.Info("pod log refused", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
 				t.finish(errorEvent(t.lastID(), err, false), "error")
 				return
 			case waiting:
@@ -356,10 +359,11 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 	switch {
 	case err != nil:
 		t.metrics.Error(string(KindPodLog))
-		events = append([]hub.Event{errorEvent(t.newestID(), fmt.Errorf("earlier lines could not be read: %w", err), true)}, events...)
+		t.log.Warn("pod log: earlier lines could not be read", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
+		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(CodeGap, "earlier lines could not be read"), true)}, events...)
 	case gap:
 		t.metrics.Error(string(KindPodLog))
-		events = append([]hub.Event{errorEvent(t.newestID(), fmt.Errorf("the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
+		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(CodeGap, "the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
 	}
 	return events
 }

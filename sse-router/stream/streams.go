@@ -190,7 +190,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 		return t, release, nil
 	case KindPodLog:
 		if !spec.Follow {
-			return &oneShotLog{cs: cl.Kubernetes, ns: ns, pod: spec.Name, container: spec.Container, metrics: cfg.Metrics}, func() {}, nil
+			return &oneShotLog{cs: cl.Kubernetes, ns: ns, pod: spec.Name, container: spec.Container, metrics: cfg.Metrics, log: cfg.Logger}, func() {}, nil
 		}
 		t, release := s.podLogs.Acquire(key, func() *podLogTopic {
 			return newPodLogTopic(cl.Kubernetes, ns, spec.Name, spec.Container, cfg.LogReplay, cfg.Metrics, cfg.Logger, backoff)

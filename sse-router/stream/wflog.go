@@ -395,10 +395,10 @@ func (t *workflowLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j
 		after := j.Resume.log
 		var lost bool
 		if kept, lost = t.linesAfter(after); lost {
-			events = append(events, errorEvent(after.String(), fmt.Errorf("lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
+			events = append(events, errorEvent(after.String(), publicErrorf(CodeGap, "lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
 		}
 	} else if kept = t.linesFrom(0); t.hasEvicted {
-		events = append(events, errorEvent("", fmt.Errorf("the first lines of this workflow's log are no longer kept"), true))
+		events = append(events, errorEvent("", publicErrorf(CodeGap, "the first lines of this workflow's log are no longer kept"), true))
 	}
 	// Workflow logs take no follow parameter: they are always followed.
 	t.joinLinesLocked(s, append(events, kept...), true)
