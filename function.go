@@ -18,12 +18,16 @@ import (
 	_ "time/tzdata"
 
 	"github.com/julienschmidt/httprouter"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops"
 	"github.com/dwp-sre/dwp-sre/functions/summaries"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
+	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
@@ -64,9 +68,16 @@ const (
 	OpenAPIPath = "/api/v1/openapi.json"
 )
 
+// envKubeconfig gives the API server that reviews event senders' tokens, with the
+// function's own credentials (they need create on tokenreviews); empty means in-cluster.
+const envKubeconfig = "DWP_KUBECONFIG"
+
 // Function is the task function.
 type Function struct {
 	families func() []family
+	// senders authenticates event senders' tokens; nil means a TokenReview with the
+	// function's credentials and audience (tests give their own).
+	senders eventauth.Authenticator
 
 	mu      sync.RWMutex
 	handler http.Handler
@@ -113,8 +124,12 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error)
 	if err != nil {
 		return err
 	}
+	guard, err := f.senderGuard(cfg)
+	if err != nil {
+		return err
+	}
 	if err := register(func() {
-		router.Handler(http.MethodPost, EventsPath, events)
+		router.Handler(http.MethodPost, EventsPath, guard.Wrap(events))
 		router.GET(OpenAPIPath, serveOpenAPI(doc))
 	}); err != nil {
 		return err
@@ -134,6 +149,28 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error)
 	f.handler, f.started, f.events, f.openapi = router, started, events, doc
 	f.mu.Unlock()
 	return nil
+}
+
+// senderGuard admits the events of the senders cfg allows (eventauth.EnvSenders), whose
+// tokens the API server accepts for the function's audience. No sender is no event.
+func (f *Function) senderGuard(cfg map[string]string) (*eventauth.Guard, error) {
+	c, err := eventauth.ParseConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	auth := f.senders
+	if auth == nil && len(c.Senders) > 0 {
+		rc, err := kube.RESTConfig(cfg[envKubeconfig])
+		if err != nil {
+			return nil, fmt.Errorf("%s, to review event senders' tokens: %w", envKubeconfig, err)
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client for token reviews: %w", err)
+		}
+		auth = authz.NewReviewer(cs, authz.Options{Audiences: []string{c.Audience}})
+	}
+	return eventauth.NewGuard(auth, c), nil
 }
 
 func register(fn func()) (err error) {

@@ -20,9 +20,12 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/julienschmidt/httprouter"
 	"sigs.k8s.io/yaml"
 
+	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/internal/runner"
@@ -322,10 +325,22 @@ func (tf *testFamily) Events(er *eventrouter.Router) {
 	}
 }
 
+// testSenders accepts the token "sender" (the allowed sender) and "stranger".
+type testSenders struct{}
+
+func (testSenders) Authenticate(_ context.Context, token string) (authz.User, error) {
+	if token == "sender" || token == "stranger" {
+		return authz.User{Name: token}, nil
+	}
+	return authz.User{}, authz.ErrUnauthenticated
+}
+
+var senderCfg = map[string]string{eventauth.EnvAudience: "test", eventauth.EnvSenders: "sender"}
+
 func startTest(t *testing.T, fams ...family) *httptest.Server {
 	t.Helper()
-	f := &Function{families: func() []family { return fams }}
-	if err := f.Start(context.Background(), nil); err != nil {
+	f := &Function{families: func() []family { return fams }, senders: testSenders{}}
+	if err := f.Start(context.Background(), senderCfg); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
@@ -350,7 +365,7 @@ func TestCloudEvents(t *testing.T) {
 			} else {
 				ctx = cloudevents.WithEncodingBinary(ctx)
 			}
-			c, err := cloudevents.NewClientHTTP()
+			c, err := cloudevents.NewClientHTTP(cehttp.WithHeader("Authorization", "Bearer sender"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,10 +404,14 @@ func TestCloudEvents(t *testing.T) {
 		{"unknown type", map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.nobody.v1", "Content-Type": "application/json"}, `{}`, 400, "unknown event type"},
 		{"data the handler rejects", map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.test.ping.v1", "Content-Type": "application/json"}, `{"n":-1}`, 400, "non-negative"},
 		{"too large", map[string]string{"Content-Type": "application/cloudevents+json"}, strings.Repeat(" ", eventrouter.MaxEventBytes+1), 413, ""},
+		{"no token", map[string]string{"Authorization": "", "Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.test.ping.v1", "Content-Type": "application/json"}, `{"n":1}`, 401, "Authorization: Bearer"},
+		{"token not accepted", map[string]string{"Authorization": "Bearer forged", "Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.test.ping.v1", "Content-Type": "application/json"}, `{"n":1}`, 401, "not accepted"},
+		{"sender not allowed", map[string]string{"Authorization": "Bearer stranger", "Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/x", "Ce-Type": "io.dwp.test.ping.v1", "Content-Type": "application/json"}, `{"n":1}`, 403, "may not send"},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, srv.URL+EventsPath, strings.NewReader(b.body))
+			req.Header.Set("Authorization", "Bearer sender")
 			for k, v := range b.headers {
 				req.Header.Set(k, v)
 			}
@@ -494,12 +513,13 @@ func FuzzEvents(f *testing.F) {
 	f.Add("application/cloudevents-batch+json", "", "", `[{}]`)
 	f.Add("application/json", "0.3", "io.dwp.test.ping.v1", `{"n":"x"}`)
 	tf := &testFamily{types: []string{"io.dwp.test.ping.v1"}}
-	fn := &Function{families: func() []family { return []family{tf} }}
-	if err := fn.Start(context.Background(), nil); err != nil {
+	fn := &Function{families: func() []family { return []family{tf} }, senders: testSenders{}}
+	if err := fn.Start(context.Background(), senderCfg); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, contentType, specVersion, ceType, body string) {
 		req := httptest.NewRequest(http.MethodPost, EventsPath, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sender")
 		req.Header["Content-Type"] = []string{contentType}
 		if specVersion != "" {
 			req.Header["Ce-Specversion"] = []string{specVersion}
@@ -513,4 +533,20 @@ func FuzzEvents(f *testing.F) {
 			t.Fatalf("%q %q %q %q: %d %s", contentType, specVersion, ceType, body, rec.Code, rec.Body)
 		}
 	})
+}
+
+// Secure by default: with no sender configured, the function takes no event at all.
+func TestNoSenderNoEvent(t *testing.T) {
+	f := startReal(t)
+	req := httptest.NewRequest(http.MethodPost, EventsPath, strings.NewReader(`{}`))
+	req.Header = http.Header{"Authorization": {"Bearer anything"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"1"},
+		"Ce-Source": {"/x"}, "Ce-Type": {"io.dwp.pod.changed.v1"}, "Content-Type": {"application/json"}}
+	rec := httptest.NewRecorder()
+	f.Handle(rec, req)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), eventauth.EnvSenders) {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if _, err := eventauth.ParseConfig(map[string]string{eventauth.EnvSenders: "x"}); err == nil {
+		t.Fatal("senders without an audience accepted")
+	}
 }

@@ -244,7 +244,20 @@ func TestSummariesFollowTheCluster(t *testing.T) {
 	}{
 		{"unknown type", func(ev *recordedEvent) { ev.header.Set("Ce-Type", "io.dwp.pod.teleported.v1") }, "unknown event type"},
 		{"malformed data", func(ev *recordedEvent) { ev.body = []byte(`{"namespace":`) }, "data"},
-		{"no CloudEvent headers", func(ev *recordedEvent) { ev.header = http.Header{"Content-Type": {"application/json"}} }, "not a CloudEvent"},
+		{"no CloudEvent headers", func(ev *recordedEvent) {
+			ev.header = http.Header{"Content-Type": {"application/json"}, "Authorization": ev.header["Authorization"]}
+		}, "not a CloudEvent"},
+		// Only the watcher may send: no token, a token for another audience and another
+		// sender's token are refused before the event is read.
+		{"no token (401)", func(ev *recordedEvent) { ev.header.Del("Authorization") }, "Authorization: Bearer"},
+		{"token for another audience (401)", func(ev *recordedEvent) {
+			file, _ := env.SenderToken(t, "default", "dwp-watcher", "https://kubernetes.default.svc")
+			ev.header.Set("Authorization", "Bearer "+readFile(t, file))
+		}, "not accepted"},
+		{"sender not allowed (403)", func(ev *recordedEvent) {
+			file, _ := env.SenderToken(t, ns, "intruder", testAudience)
+			ev.header.Set("Authorization", "Bearer "+readFile(t, file))
+		}, "may not send"},
 		{"invalid state", func(ev *recordedEvent) {
 			var m map[string]any
 			_ = json.Unmarshal(ev.body, &m)

@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,8 +30,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	function "github.com/dwp-sre/dwp-sre"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
+	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/state"
 )
 
@@ -59,6 +63,9 @@ func startWatcher(t *testing.T, bin string, env []string) *watcherProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The watcher sends as its ServiceAccount, the function's one allowed sender.
+	tokenFile, _ := clustertest.Get(t).SenderToken(t, "default", "dwp-watcher", testAudience)
+	env = append(slices.Clip(env), "DWP_SINK_TOKEN_FILE="+tokenFile)
 	cmd := exec.Command(bin)
 	// Port 0: the watcher logs the address it got, so no other process can take it first.
 	cmd.Env = append(append(os.Environ(), env...), "DWP_LISTEN_ADDRESS=127.0.0.1:0")
@@ -126,6 +133,12 @@ type recordedEvent struct {
 	body   []byte
 }
 
+// testAudience is the function's audience in these tests; watcherIdentity its one sender.
+const (
+	testAudience    = "dwp-function-test"
+	watcherIdentity = "system:serviceaccount:default:dwp-watcher"
+)
+
 // functionServer serves the real function (every family) over HTTP, recording the
 // events it accepts.
 type functionServer struct {
@@ -140,6 +153,8 @@ func startFunction(t *testing.T, cfg map[string]string) *functionServer {
 	t.Helper()
 	fn := function.New()
 	ctx := context.Background()
+	cfg = maps.Clone(cfg)
+	cfg[eventauth.EnvAudience], cfg[eventauth.EnvSenders] = testAudience, watcherIdentity
 	if err := fn.Start(ctx, cfg); err != nil {
 		t.Fatalf("start the function: %v", err)
 	}
@@ -520,4 +535,13 @@ func waitGone(t *testing.T, o *oracle, app string, timeout time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s still has pods or workflows after %s", app, timeout)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -27,7 +27,8 @@ const (
 	// Knative gives it to the function's subscribers' deliveries.
 	EnvAudience = "DWP_EVENTS_AUDIENCE"
 	// EnvSenders lists the identities allowed to send events, comma-separated, as the
-	// API server names them (system:serviceaccount:<namespace>:<name>).
+	// API server names them (system:serviceaccount:<namespace>:<name>); a trailing * matches
+	// any rest, as in an EventPolicy's sub (Knative names each Trigger's identity after it).
 	EnvSenders = "DWP_EVENT_SENDERS"
 )
 
@@ -100,10 +101,19 @@ func (g *Guard) Check(r *http.Request) error {
 		return problem.Unauthorized("the bearer token was not accepted for this receiver's audience")
 	case err != nil:
 		return problem.New(http.StatusServiceUnavailable, "cannot check the sender's token: "+err.Error())
-	case !slices.Contains(g.senders, u.Name):
+	case !g.allowed(u.Name):
 		return problem.Forbidden(fmt.Sprintf("%q may not send events", u.Name))
 	}
 	return nil
+}
+
+func (g *Guard) allowed(name string) bool {
+	for _, s := range g.senders {
+		if prefix, ok := strings.CutSuffix(s, "*"); ok && strings.HasPrefix(name, prefix) || s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Wrap serves next only for allowed senders and answers the others with Check's problem.

@@ -28,8 +28,10 @@ func (t tokens) Authenticate(_ context.Context, token string) (authz.User, error
 const watcher = "system:serviceaccount:dwp-system:dwp-watcher"
 
 func TestGuard(t *testing.T) {
-	auth := tokens{"w": watcher, "other": "system:serviceaccount:shop:web"}
-	allowing := NewGuard(auth, Config{Audience: "dwp-function", Senders: []string{watcher}})
+	auth := tokens{"w": watcher, "other": "system:serviceaccount:shop:web",
+		"trigger":  "system:serviceaccount:dwp-system:dwp-function-pod-changed-oidc-eventing.knative.dev-trigger",
+		"function": "system:serviceaccount:dwp-system:dwp-function"}
+	allowing := NewGuard(auth, Config{Audience: "dwp-function", Senders: []string{watcher, "system:serviceaccount:dwp-system:dwp-function-*"}})
 	nobody := NewGuard(nil, Config{})
 	for _, tc := range []struct {
 		name   string
@@ -39,6 +41,8 @@ func TestGuard(t *testing.T) {
 		detail string
 	}{
 		{"allowed sender", allowing, "Bearer w", http.StatusAccepted, ""},
+		{"allowed by a pattern", allowing, "Bearer trigger", http.StatusAccepted, ""},
+		{"not the pattern's prefix", allowing, "Bearer function", http.StatusForbidden, "may not send"},
 		{"no token", allowing, "", http.StatusUnauthorized, "Authorization: Bearer"},
 		{"not a bearer token", allowing, "Basic dXNlcjpwdw==", http.StatusUnauthorized, "Bearer"},
 		{"token not accepted (or for another audience)", allowing, "Bearer forged", http.StatusUnauthorized, "not accepted"},

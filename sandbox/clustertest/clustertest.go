@@ -36,6 +36,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -594,4 +595,33 @@ func (e *Env) WaitPodLogServed(t testing.TB, namespace, pod, container string) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// SenderToken makes the ServiceAccount serviceAccount in namespace (when missing) and a
+// token of it for audience (the TokenRequest API, valid for an hour), written to a file
+// as a projected token would be. It returns the file and the identity the API server
+// gives the token, for the receiver's list of allowed senders.
+func (e *Env) SenderToken(t testing.TB, namespace, serviceAccount, audience string) (file, identity string) {
+	t.Helper()
+	cs := e.AdminClientset(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: serviceAccount},
+	}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create service account %s/%s: %v", namespace, serviceAccount, err)
+	}
+	hour := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, serviceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &hour},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of %s/%s: %v", namespace, serviceAccount, err)
+	}
+	file = filepath.Join(t.TempDir(), serviceAccount+".token")
+	if err := os.WriteFile(file, []byte(tr.Status.Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, "system:serviceaccount:" + namespace + ":" + serviceAccount
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/functions/gitops"
 	"github.com/dwp-sre/dwp-sre/functions/gitops/gitrepo"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
@@ -164,9 +165,13 @@ func setupWith(t testing.TB, watcherEnv ...string) *fixture {
 	if err := os.WriteFile(key, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The watcher sends as its ServiceAccount, the function's one allowed sender.
+	tokenFile, watcher := env.SenderToken(t, ns, "dwp-watcher", "dwp-function-test")
+	watcherEnv = append(watcherEnv, "DWP_SINK_TOKEN_FILE="+tokenFile)
 	f := function.New()
 	ctx := context.Background()
 	if err := f.Start(ctx, map[string]string{
+		eventauth.EnvAudience: "dwp-function-test", eventauth.EnvSenders: watcher,
 		workflows.EnvKubeconfig:   env.Kubeconfig,
 		workflows.EnvRunKeyFile:   key,
 		gitops.EnvRepo:            env.GitopsRepo,

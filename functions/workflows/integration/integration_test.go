@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,11 +19,13 @@ import (
 	wfclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	function "github.com/dwp-sre/dwp-sre"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
@@ -36,6 +39,8 @@ type fixture struct {
 	ns    string
 	url   string
 	admin wfclient.Interface
+	// sender is the bearer token of the function's one allowed event sender.
+	sender string
 }
 
 func setup(t *testing.T) *fixture {
@@ -82,8 +87,14 @@ func setup(t *testing.T) *fixture {
 	// The built-in edit role covers Argo's resources through the aggregated roles Argo installs.
 	env.Grant(t, ns, "alice", "edit")
 
+	tokenFile, identity := env.SenderToken(t, ns, "sender", "dwp-function-test")
+	sender, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := function.New()
 	err = f.Start(ctx, map[string]string{
+		eventauth.EnvAudience: "dwp-function-test", eventauth.EnvSenders: identity,
 		workflows.EnvKubeconfig:         env.Kubeconfig,
 		workflows.EnvArchiveDSN:         env.ArchiveDSN,
 		workflows.EnvArchiveClusterName: env.ClusterName,
@@ -96,7 +107,7 @@ func setup(t *testing.T) *fixture {
 		srv.Close()
 		_ = f.Stop(context.Background())
 	})
-	return &fixture{env: env, ns: ns, url: srv.URL, admin: admin}
+	return &fixture{env: env, ns: ns, url: srv.URL, admin: admin, sender: string(sender)}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -384,7 +395,7 @@ func TestCloudEventsReachTheHandler(t *testing.T) {
 			} else {
 				ctx = cloudevents.WithEncodingBinary(ctx)
 			}
-			c, err := cloudevents.NewClientHTTP()
+			c, err := cloudevents.NewClientHTTP(cehttp.WithHeader("Authorization", "Bearer "+fx.sender))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,6 +431,7 @@ func TestCloudEventsReachTheHandler(t *testing.T) {
 	for _, m := range malformed {
 		t.Run("malformed "+m.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, fx.url+function.EventsPath, strings.NewReader(m.body))
+			req.Header.Set("Authorization", "Bearer "+fx.sender)
 			for k, v := range m.headers {
 				req.Header.Set(k, v)
 			}
