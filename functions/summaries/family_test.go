@@ -3,6 +3,7 @@ package summaries
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -158,6 +159,32 @@ func TestInvalidEventsAreRejected(t *testing.T) {
 		if after[k] != v {
 			t.Errorf("%s changed:\n %s\n %s", k, v, after[k])
 		}
+	}
+}
+
+// Once Redis lost the summaries, the app list answers 503 with Retry-After, saying they
+// are being rebuilt, rather than an empty list, until a round of pods and workflows has
+// been applied; so does an app not found meanwhile.
+func TestListSaysRebuilding(t *testing.T) {
+	fx := newFixture(t, 6, map[string][]string{"alice": {"shop"}}, nil)
+	fx.post(t, podEvent(t, "shop", "web", "a", 10, true, false))
+	if rec, _ := fx.get(t, "/api/v1/namespaces/shop/apps", "alice"); rec.Code != http.StatusOK {
+		t.Fatalf("before the loss: %d %s", rec.Code, rec.Body)
+	}
+	if err := fx.db.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fx.post(t, podEvent(t, "shop", "web", "a", 11, true, false)) // a change before the round
+	for _, path := range []string{"/api/v1/namespaces/shop/apps", "/api/v1/apps?namespace=shop", "/api/v1/namespaces/shop/apps/nope"} {
+		rec, body := fx.get(t, path, "alice")
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" ||
+			body["type"] != RebuildingType || !strings.Contains(fmt.Sprint(body["detail"]), "rebuilding") {
+			t.Errorf("%s while rebuilding: %d %v %s", path, rec.Code, rec.Header(), rec.Body)
+		}
+	}
+	fx.emptyRound(t)
+	if rec, _ := fx.get(t, "/api/v1/namespaces/shop/apps/nope", "alice"); rec.Code != http.StatusNotFound {
+		t.Errorf("after a round: %d %s", rec.Code, rec.Body)
 	}
 }
 

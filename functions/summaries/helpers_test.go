@@ -23,6 +23,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
+	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
 )
 
@@ -138,7 +139,22 @@ func newFixture(t testing.TB, db int, rights map[string][]string, extra map[stri
 	if err := dbc.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{fam: f, api: api, handler: router, db: dbc}
+	fx := &fixture{fam: f, api: api, handler: router, db: dbc}
+	if _, other := extra["DWP_REDIS_ADDR"]; !other {
+		fx.emptyRound(t)
+	}
+	return fx
+}
+
+// emptyRound applies the cluster snapshots of a round at revision 1 that found no app:
+// without a round the summaries are being rebuilt, and the app list answers 503.
+func (fx *fixture) emptyRound(t testing.TB) {
+	t.Helper()
+	for _, kind := range []string{events.KindPods, events.KindWorkflows} {
+		if _, err := fx.fam.store.ApplyClusterSnapshot(context.Background(), "c1", events.ClusterSnapshot{Kind: kind, Revision: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // eventRequest is e as a binary-mode HTTP request to /events.

@@ -148,6 +148,9 @@ func (f *Family) answerList(ctx context.Context, w http.ResponseWriter, token st
 	case len(denied) > 1:
 		return problem.Forbidden(fmt.Sprintf("you may not list pods in namespaces %s, so you may not see their apps", strings.Join(denied, ", ")))
 	}
+	if err := f.notRebuilding(ctx); err != nil {
+		return err
+	}
 	all, err := f.store.Summaries(ctx, f.cfg.Cluster, nss...)
 	if err != nil {
 		return err
@@ -184,10 +187,37 @@ func (f *Family) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 		return err
 	}
 	if !ok {
+		// Not found while rebuilding is no answer: the app may just not be back yet.
+		if err := f.notRebuilding(ctx); err != nil {
+			return err
+		}
 		return problem.NotFound(fmt.Sprintf("no app %q in namespace %q: no pod or workflow carries it", app, ns))
 	}
 	return writeJSON(w, sum)
 }
+
+// rebuildRetryAfter is the Retry-After of an answer while the summaries are rebuilt:
+// the watcher notices the loss within a second and a round takes about as long.
+const rebuildRetryAfter = 1
+
+// notRebuilding fails with 503 and Retry-After while the summaries are being rebuilt
+// (Redis lost them): a list then would look complete and be empty or partial.
+func (f *Family) notRebuilding(ctx context.Context) error {
+	rebuilding, err := f.store.Rebuilding(ctx, f.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	if rebuilding {
+		p := problem.New(http.StatusServiceUnavailable, "the app summaries are being rebuilt (rebuilding) after they were lost; ask again shortly")
+		p.Type = RebuildingType
+		p.RetryAfter = rebuildRetryAfter
+		return p
+	}
+	return nil
+}
+
+// RebuildingType is the problem type of an answer while the summaries are rebuilt.
+const RebuildingType = "https://dwp.io/problems/summaries-rebuilding"
 
 func writeJSON(w http.ResponseWriter, v any) error {
 	b, err := json.Marshal(v)

@@ -259,6 +259,19 @@ func (s *Store) ApplyClusterSnapshot(ctx context.Context, cluster string, snap e
 	return s.run(ctx, cluster, snap.ListedAt, args...)
 }
 
+// Rebuilding says whether the summaries of a cluster lack a full-state round of pods or
+// of workflows: Redis lost its data (or never had a round), and the watcher is to run one
+// at once (watch.Config.Rebuilding). The floors every round writes are the marker: a
+// read of two fields, cheap enough to poll every second. Until a round of both kinds
+// has been applied, the app list may miss apps or show them incomplete.
+func (s *Store) Rebuilding(ctx context.Context, cluster string) (bool, error) {
+	v, err := s.rdb.HMGet(ctx, s.base(cluster)+"f", kindPod, kindWorkflow).Result()
+	if err != nil {
+		return false, fmt.Errorf("read the summaries' round marker: %w", err)
+	}
+	return v[0] == nil || v[1] == nil, nil
+}
+
 // ErrCorrupt means a stored summary could not be read.
 var ErrCorrupt = errors.New("a stored summary is not valid JSON")
 
