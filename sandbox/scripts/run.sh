@@ -58,6 +58,24 @@ YAML
 runkey="$state/run.key"
 [ -s "$runkey" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$runkey")
 
+# The watcher sends as its own ServiceAccount, with a token made for the function's
+# audience (the TokenRequest API), kept in a file it re-reads; the function accepts
+# events from that identity alone. The token lives 2 h and is renewed every hour.
+audience=dwp-function
+sender=system:serviceaccount:dwp-system:dwp-watcher
+kc() { bin/kubectl --kubeconfig "$DWP_KUBECONFIG" "$@"; }
+kc create namespace dwp-system --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc -n dwp-system create serviceaccount dwp-watcher --dry-run=client -o yaml | kc apply -f - >/dev/null
+token="$state/watcher.token"
+renew_token() {
+  (umask 077; kc -n dwp-system create token dwp-watcher --audience "$audience" --duration 2h >"$token.new") &&
+    mv "$token.new" "$token"
+}
+renew_token
+# `sleep & wait`: a signal ends the wait at once, so Ctrl-C is not held up for an hour.
+(trap 'kill "$s" 2>/dev/null; exit 0' INT TERM; while :; do sleep 3600 & s=$!; wait "$s"; renew_token || true; done) &
+pids+=($!)
+
 start() { # name, then the command; its output goes to .state/logs/<name>.log
   local name=$1; shift
   "$@" >"$state/logs/$name.log" 2>&1 &
@@ -66,8 +84,8 @@ start() { # name, then the command; its output goes to .state/logs/<name>.log
 
 start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" DWP_ARCHIVE_CLUSTER_NAME=local \
   DWP_REDIS_ADDR=127.0.0.1:6379 DWP_GITOPS_REPO="$gitops" DWP_RUN_KEY_FILE="$runkey" \
-  DWP_ARGOCD_NAMESPACE="$argocd" bin/dwp-function
-start watcher env K_SINK=http://127.0.0.1:8080/events DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
+  DWP_ARGOCD_NAMESPACE="$argocd" DWP_EVENTS_AUDIENCE="$audience" DWP_EVENT_SENDERS="$sender" bin/dwp-function
+start watcher env K_SINK=http://127.0.0.1:8080/events DWP_SINK_TOKEN_FILE="$token" DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
   DWP_RESYNC_INTERVAL=1m bin/watcher
 # The kubeconfig's context is dwp-local; the watcher names the cluster "default".
 start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 \
