@@ -86,7 +86,7 @@ start function env LISTEN_ADDRESS=127.0.0.1:8080 DWP_ARCHIVE_DSN="$archive" DWP_
   DWP_REDIS_ADDR=127.0.0.1:6379 DWP_GITOPS_REPO="$gitops" DWP_RUN_KEY_FILE="$runkey" \
   DWP_ARGOCD_NAMESPACE="$argocd" DWP_EVENTS_AUDIENCE="$audience" DWP_EVENT_SENDERS="$sender" bin/dwp-function
 start watcher env K_SINK=http://127.0.0.1:8080/events DWP_SINK_TOKEN_FILE="$token" DWP_LISTEN_ADDRESS=127.0.0.1:8081 \
-  DWP_RESYNC_INTERVAL=1m bin/watcher
+  DWP_REDIS_ADDR=127.0.0.1:6379 DWP_RESYNC_INTERVAL=1m bin/watcher
 # The kubeconfig's context is dwp-local; the watcher names the cluster "default".
 start sse-router env DWP_LISTEN_ADDRESS=127.0.0.1:8090 DWP_REDIS_ADDR=127.0.0.1:6379 \
   DWP_SUMMARY_CLUSTER_NAMES=dwp-local=default bin/sse-router

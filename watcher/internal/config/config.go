@@ -17,6 +17,7 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/envflag"
 	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 )
 
 // Config is the watcher's configuration.
@@ -47,6 +48,10 @@ type Config struct {
 	ArgoCDNamespace string
 	// ListenAddress serves /healthz, /readyz and /metrics.
 	ListenAddress string
+	// Redis holds the summaries (Addr empty: not checked); every RebuildCheck the watcher
+	// asks whether it lost them, and runs a full-state round at once when so.
+	Redis        summarystore.Options
+	RebuildCheck time.Duration
 
 	LeaderElect        bool
 	LeaseNamespace     string
@@ -151,6 +156,12 @@ var settings = []envflag.Setting[Config]{
 	envflag.PositiveDuration("DWP_STEP_RECHECK_INTERVAL", "step-recheck-interval", "10s", "how often CD steps waiting for the task function are sent again", func(c *Config) *time.Duration { return &c.StepRecheck }),
 	optionalNamespace("DWP_ARGOCD_NAMESPACE", "argocd-namespace", "argocd", "namespace of Argo CD's Applications: their sync and health go into the summaries, and a CD run's waiting steps are looked at again when they change (empty: not followed)", func(c *Config) *string { return &c.ArgoCDNamespace }),
 	envflag.Int("DWP_LIST_PAGE_SIZE", "list-page-size", "500", "objects per list request of a full-state round", 1, func(c *Config) *int { return &c.ListPageSize }),
+	envflag.String("DWP_REDIS_ADDR", "redis-addr", "", "Redis of the summaries, checked every DWP_REBUILD_CHECK_INTERVAL: when it lost them, a full-state round is run at once (empty: not checked; the resync interval rebuilds them)", func(c *Config) *string { return &c.Redis.Addr }),
+	envflag.Int("DWP_REDIS_DB", "redis-db", "0", "Redis database of the summaries", 0, func(c *Config) *int { return &c.Redis.DB }),
+	envflag.String("DWP_REDIS_PREFIX", "redis-prefix", summarystore.DefaultRedisPrefix, "key prefix of the summaries (the function's)", func(c *Config) *string { return &c.Redis.Prefix }),
+	envflag.String("DWP_REDIS_USERNAME", "redis-username", "", "Redis user name", func(c *Config) *string { return &c.Redis.Username }),
+	envflag.String("DWP_REDIS_PASSWORD", "redis-password", "", "Redis password", func(c *Config) *string { return &c.Redis.Password }),
+	envflag.PositiveDuration("DWP_REBUILD_CHECK_INTERVAL", "rebuild-check-interval", "1s", "how often the watcher asks Redis whether the summaries were lost", func(c *Config) *time.Duration { return &c.RebuildCheck }),
 	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "[::]:8080", "address serving /healthz, /readyz and /metrics", func(c *Config) *string { return &c.ListenAddress }),
 	envflag.Bool("DWP_LEADER_ELECT", "leader-elect", "true", "take a Lease so that one replica emits at a time", func(c *Config) *bool { return &c.LeaderElect }),
 	optionalNamespace("DWP_LEASE_NAMESPACE", "lease-namespace", "", "namespace of the Lease (empty: POD_NAMESPACE, else default)", func(c *Config) *string { return &c.LeaseNamespace }),
@@ -207,6 +218,11 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (Config, e
 	}
 	if c.AppLabel == c.TaskLabel {
 		return Config{}, errors.New("DWP_APP_LABEL and DWP_TASK_LABEL must differ")
+	}
+	if c.Redis.Addr != "" {
+		if _, err := summarystore.ParseOptions(map[string]string{summarystore.EnvRedisPrefix: c.Redis.Prefix}); err != nil {
+			return Config{}, err
+		}
 	}
 	return c, nil
 }

@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
+	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/config"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/sink"
 	"github.com/dwp-sre/dwp-sre/watcher/internal/watch"
@@ -136,11 +137,18 @@ func (s *Service) Run(ctx context.Context) error {
 			Workers: s.cfg.SendWorkers, Timeout: s.cfg.SendTimeout, RetryMaxDelay: s.cfg.RetryMaxDelay,
 			DrainTimeout: s.cfg.ShutdownTimeout, Log: s.log,
 		})
-		w := watch.New(watch.Config{
+		wc := watch.Config{
 			Cluster: s.cfg.Cluster, AppLabel: s.cfg.AppLabel, TaskLabel: s.cfg.TaskLabel,
 			Namespaces: s.cfg.Namespaces, Resync: s.cfg.Resync, PageSize: s.cfg.ListPageSize,
-			StepRecheck: s.cfg.StepRecheck,
-		}, s.kube, s.argo, sk, watchMetrics, s.log)
+			StepRecheck: s.cfg.StepRecheck, RebuildCheck: s.cfg.RebuildCheck,
+		}
+		if s.cfg.Redis.Addr != "" {
+			rdb := s.cfg.Redis.Client()
+			defer rdb.Close()
+			store := summarystore.New(rdb, s.cfg.Redis.Prefix)
+			wc.Rebuilding = func(ctx context.Context) (bool, error) { return store.Rebuilding(ctx, s.cfg.Cluster) }
+		}
+		w := watch.New(wc, s.kube, s.argo, sk, watchMetrics, s.log)
 		if s.dyn != nil && s.cfg.ArgoCDNamespace != "" {
 			w.WatchApplications(s.dyn, s.cfg.ArgoCDNamespace)
 		}

@@ -57,6 +57,12 @@ type Config struct {
 	// (default 10 s): a step that waits on Argo CD is looked at again, a lost event
 	// retried, a step whose time is up failed.
 	StepRecheck time.Duration
+	// Rebuilding, when set, says whether the summaries lost the rounds' state
+	// (summarystore.Store.Rebuilding): it is asked every RebuildCheck (default 1 s), and
+	// a round is run at once when so, so that a Redis that lost its data is whole again
+	// within seconds rather than at the next resync.
+	Rebuilding   func(ctx context.Context) (bool, error)
+	RebuildCheck time.Duration
 }
 
 // Watcher emits the events of one cluster while Run runs.
@@ -87,6 +93,9 @@ func New(cfg Config, kube kubernetes.Interface, argo argoclient.Interface, sink 
 	}
 	if cfg.StepRecheck <= 0 {
 		cfg.StepRecheck = 10 * time.Second
+	}
+	if cfg.RebuildCheck <= 0 {
+		cfg.RebuildCheck = time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -185,6 +194,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer t.Stop()
 	steps := time.NewTicker(w.cfg.StepRecheck)
 	defer steps.Stop()
+	var check <-chan time.Time
+	if w.cfg.Rebuilding != nil {
+		c := time.NewTicker(w.cfg.RebuildCheck)
+		defer c.Stop()
+		check = c.C
+	}
+	lastRound, grace := time.Now(), rebuildGrace
+	checkFailing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -192,12 +209,47 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-steps.C:
 			w.recheckSteps(nil)
 		case <-t.C:
+			lastRound = time.Now()
 			if err := w.Round(ctx); err != nil && ctx.Err() == nil {
 				w.log.Error("full-state round failed; the next one is due at the resync interval", "err", err)
+			}
+		case <-check:
+			// A round's events take a moment to be applied: until then the marker is still
+			// missing, and another round would only add load.
+			if time.Since(lastRound) < grace {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, w.cfg.RebuildCheck)
+			rebuilding, err := w.cfg.Rebuilding(cctx)
+			cancel()
+			if err != nil {
+				if !checkFailing && ctx.Err() == nil {
+					w.log.Warn("cannot tell whether the summaries were lost; the resync interval still rebuilds them", "err", err)
+				}
+				checkFailing = true
+				continue
+			}
+			checkFailing = false
+			if !rebuilding {
+				grace = rebuildGrace
+				continue
+			}
+			// Should the rounds not get through (the function down), they are not repeated
+			// every few seconds: each waits twice as long, up to the resync interval.
+			grace = min(2*grace, max(w.cfg.Resync, rebuildGrace))
+			w.log.Warn("the summaries lost their state: running a full-state round now")
+			w.metrics.rebuilds.Inc()
+			lastRound = time.Now()
+			if err := w.Round(ctx); err != nil && ctx.Err() == nil {
+				w.log.Error("full-state round to rebuild the summaries failed", "err", err)
 			}
 		}
 	}
 }
+
+// rebuildGrace is how long after a round a missing marker is at first not taken for a
+// loss: the round's events are on their way.
+const rebuildGrace = 3 * time.Second
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
@@ -569,6 +621,7 @@ type Metrics struct {
 	roundDuration prometheus.Histogram
 	invalid       prometheus.Counter
 	steps         prometheus.Counter
+	rebuilds      prometheus.Counter
 }
 
 // NewMetrics registers the metrics with reg.
@@ -587,6 +640,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.steps = prometheus.NewCounter(prometheus.CounterOpts{Name: "dwp_watcher_steps_total",
 		Help: "Step events emitted: a CD run's step waiting for the task function, sent again while it waits."})
-	reg.MustRegister(m.changes, m.rounds, m.roundApps, m.roundDuration, m.invalid, m.steps)
+	m.rebuilds = prometheus.NewCounter(prometheus.CounterOpts{Name: "dwp_watcher_rebuild_rounds_total",
+		Help: "Full-state rounds run at once because the summaries had lost their state."})
+	reg.MustRegister(m.changes, m.rounds, m.roundApps, m.roundDuration, m.invalid, m.steps, m.rebuilds)
 	return m
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,11 +125,16 @@ func (r *revisions) install(f *k8stesting.Fake, tracker k8stesting.ObjectTracker
 
 func start(t *testing.T, resync time.Duration) *fixture {
 	t.Helper()
+	return startConfig(t, Config{Cluster: "c1", AppLabel: "app", TaskLabel: "dwp.io/task", Resync: resync})
+}
+
+func startConfig(t *testing.T, cfg Config) *fixture {
+	t.Helper()
 	fx := &fixture{kube: kubefake.NewClientset(), argo: argofake.NewSimpleClientset(), rec: &recorder{}}
 	revs := &revisions{rev: 1} // an API server's revision is never 0
 	revs.install(&fx.kube.Fake, fx.kube.Tracker())
 	revs.install(&fx.argo.Fake, fx.argo.Tracker())
-	fx.w = New(Config{Cluster: "c1", AppLabel: "app", TaskLabel: "dwp.io/task", Resync: resync}, fx.kube, fx.argo, fx.rec, NewMetrics(prometheus.NewRegistry()), quiet())
+	fx.w = New(cfg, fx.kube, fx.argo, fx.rec, NewMetrics(prometheus.NewRegistry()), quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- fx.w.Run(ctx) }()
@@ -178,6 +184,41 @@ func newWorkflow(name, app string, phase wfv1.WorkflowPhase, created time.Time) 
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID("uid-" + name),
 			Labels: map[string]string{"app": app, "dwp.io/task": "build"}, CreationTimestamp: metav1.NewTime(created)},
 		Status: wfv1.WorkflowStatus{Phase: phase},
+	}
+}
+
+// When the summaries lost their state, a round is run at once (not at the resync
+// interval), and not again while its events are on their way; and rounds carry when
+// their listing began.
+func TestLostSummariesAreRebuiltAtOnce(t *testing.T) {
+	var lost atomic.Bool
+	var checks atomic.Int32
+	fx := startConfig(t, Config{Cluster: "c1", AppLabel: "app", TaskLabel: "dwp.io/task", Resync: time.Hour,
+		RebuildCheck: 20 * time.Millisecond, Rebuilding: func(context.Context) (bool, error) {
+			checks.Add(1)
+			return lost.Load(), nil
+		}})
+	rounds := func() int { return fx.rec.count(events.TypeClusterSnapshot) / 2 } // pods and workflows
+	if rounds() != 1 {
+		t.Fatalf("%d rounds at the start", rounds())
+	}
+	lost.Store(true)
+	began := time.Now()
+	waitFor(t, "a round after the loss", func() bool { return rounds() == 2 })
+	lost.Store(false)
+	t.Logf("round %v after the loss was reported (grace after the first round included)", time.Since(began).Round(time.Millisecond))
+	n := checks.Load()
+	waitFor(t, "more checks", func() bool { return checks.Load() > n+10 })
+	if rounds() != 2 {
+		t.Errorf("%d rounds; want 2 (the marker is back)", rounds())
+	}
+	for _, e := range fx.rec.all() {
+		if e.Type() == events.TypeClusterSnapshot {
+			var c events.ClusterSnapshot
+			if err := e.DataAs(&c); err != nil || c.ListedAt.IsZero() {
+				t.Errorf("cluster snapshot without listedAt: %v %s", err, e.Data())
+			}
+		}
 	}
 }
 
