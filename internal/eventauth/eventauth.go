@@ -100,7 +100,11 @@ func (g *Guard) Check(r *http.Request) error {
 	case errors.Is(err, authz.ErrUnauthenticated):
 		return problem.Unauthorized("the bearer token was not accepted for this receiver's audience")
 	case err != nil:
-		return problem.New(http.StatusServiceUnavailable, "cannot check the sender's token: "+err.Error())
+		// The cause (an API server's address) is logged, not told to the sender.
+		slog.ErrorContext(ctx, "event sender check failed", "err", err)
+		p := problem.New(http.StatusServiceUnavailable, "the sender's token cannot be checked now")
+		p.RetryAfter = 1
+		return p
 	case !g.allowed(u.Name):
 		return problem.Forbidden(fmt.Sprintf("%q may not send events", u.Name))
 	}
@@ -124,11 +128,13 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			if p.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", "Bearer")
 			}
-			if p.Status >= 500 {
-				slog.ErrorContext(r.Context(), "event sender check failed", "err", err)
-			} else {
-				slog.WarnContext(r.Context(), "event refused", "status", p.Status, "reason", p.Detail, "remote", r.RemoteAddr)
+			// An authenticated sender refused is worth a warning; anonymous refusals are
+			// anyone's to make, and would flood the log.
+			level := slog.LevelDebug
+			if p.Status == http.StatusForbidden {
+				level = slog.LevelWarn
 			}
+			slog.Log(r.Context(), level, "event refused", "status", p.Status, "reason", p.Detail, "remote", r.RemoteAddr)
 			problem.Write(w, p)
 			return
 		}

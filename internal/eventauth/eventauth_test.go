@@ -47,7 +47,7 @@ func TestGuard(t *testing.T) {
 		{"not a bearer token", allowing, "Basic dXNlcjpwdw==", http.StatusUnauthorized, "Bearer"},
 		{"token not accepted (or for another audience)", allowing, "Bearer forged", http.StatusUnauthorized, "not accepted"},
 		{"sender not allowed", allowing, "Bearer other", http.StatusForbidden, "system:serviceaccount:shop:web"},
-		{"API server down", allowing, "Bearer down", http.StatusServiceUnavailable, "connection refused"},
+		{"API server down", allowing, "Bearer down", http.StatusServiceUnavailable, "cannot be checked now"},
 		{"no sender configured", nobody, "Bearer w", http.StatusForbidden, EnvSenders},
 		{"no sender configured, no token", nobody, "", http.StatusUnauthorized, "Bearer"},
 	} {
@@ -75,6 +75,9 @@ func TestGuard(t *testing.T) {
 				}
 				if !strings.Contains(rec.Body.String(), tc.detail) {
 					t.Errorf("body %s, want %q", rec.Body, tc.detail)
+				}
+				if strings.Contains(rec.Body.String(), "connection refused") {
+					t.Errorf("the cause reached the sender: %s", rec.Body)
 				}
 			}
 			if tc.want == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") != "Bearer" {
