@@ -14,6 +14,10 @@ const (
 	ReasonReplaced = "replaced"
 	// ReasonEnded: every subscription of the stream has ended.
 	ReasonEnded = "ended"
+	// ReasonRevoked: the user's token or right to the stream is no longer valid.
+	ReasonRevoked = "revoked"
+	// ReasonLifetime: the stream reached its maximum lifetime; the client reconnects.
+	ReasonLifetime = "lifetime"
 )
 
 // Delivery is one queued message for one subscription of a client.

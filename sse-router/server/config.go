@@ -15,23 +15,27 @@ import (
 // Config is the router's configuration. Every field comes from an environment variable
 // (DWP_…) and a flag of the same meaning; a flag given wins over the variable.
 type Config struct {
-	ListenAddress      string
-	Kubeconfig         string
-	DefaultCluster     string
-	KubeQPS            float64
-	KubeBurst          int
-	CORSOrigins        []string
-	TokenCookie        string
-	Heartbeat          time.Duration
-	Retry              time.Duration
-	Linger             time.Duration
-	QueueSize          int
-	WriteTimeout       time.Duration
-	WatchReplay        int
-	LogReplay          int
-	WorkflowLogReplay  int
-	MetricsInterval    time.Duration
-	AuthCacheTTL       time.Duration
+	ListenAddress     string
+	Kubeconfig        string
+	DefaultCluster    string
+	KubeQPS           float64
+	KubeBurst         int
+	CORSOrigins       []string
+	TokenCookie       string
+	Heartbeat         time.Duration
+	Retry             time.Duration
+	Linger            time.Duration
+	QueueSize         int
+	WriteTimeout      time.Duration
+	WatchReplay       int
+	LogReplay         int
+	WorkflowLogReplay int
+	MetricsInterval   time.Duration
+	AuthCacheTTL      time.Duration
+	// ReauthorizeInterval bounds how long an open stream outlives its user's rights.
+	ReauthorizeInterval time.Duration
+	// MaxStreamLifetime, when positive, ends streams this old (the client reconnects).
+	MaxStreamLifetime  time.Duration
 	AppLabel           string
 	MaxSubscriptions   int
 	ArgoServerURL      string
@@ -83,6 +87,8 @@ var settings = []envflag.Setting[Config]{
 	envflag.Int("DWP_WORKFLOW_LOG_REPLAY", "workflow-log-replay", "10000", "lines kept per workflow log", 1, func(c *Config) *int { return &c.WorkflowLogReplay }),
 	envflag.Duration("DWP_METRICS_INTERVAL", "metrics-interval", "15s", "PodMetrics poll interval per namespace", func(c *Config) *time.Duration { return &c.MetricsInterval }),
 	envflag.Duration("DWP_AUTH_CACHE_TTL", "auth-cache-ttl", "10s", "how long TokenReview and SubjectAccessReview answers are reused", func(c *Config) *time.Duration { return &c.AuthCacheTTL }),
+	envflag.PositiveDuration("DWP_REAUTHORIZE_INTERVAL", "reauthorize-interval", "30s", "open streams are checked again (token, rights) at this interval; a revoked one ends with a 403 error event (must exceed DWP_AUTH_CACHE_TTL)", func(c *Config) *time.Duration { return &c.ReauthorizeInterval }),
+	envflag.Duration("DWP_MAX_STREAM_LIFETIME", "max-stream-lifetime", "0s", "streams older than this are closed with a reconnect event, so that clients reconnect and are checked afresh (0: no limit)", func(c *Config) *time.Duration { return &c.MaxStreamLifetime }),
 	envflag.String("DWP_APP_LABEL", "app-label", "app", "label naming the app of a pod or workflow", func(c *Config) *string { return &c.AppLabel }),
 	envflag.Int("DWP_MUX_MAX_SUBSCRIPTIONS", "mux-max-subscriptions", "32", "subscriptions per multiplexed stream", 1, func(c *Config) *int { return &c.MaxSubscriptions }),
 	envflag.String("DWP_ARGO_SERVER_URL", "argo-server-url", "", "argo-server base URL for archived workflow logs (empty: unavailable)", func(c *Config) *string { return &c.ArgoServerURL }),

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,15 +27,20 @@ import (
 // fakeCluster is a cluster whose API server is client-go's fake: tokens "tok-<user>"
 // authenticate as <user>; a user may do what allowed lists ("user verb resource ns").
 type fakeCluster struct {
-	kube    *fake.Clientset
+	kube *fake.Clientset
+
+	mu      sync.Mutex // reviews run on the server's goroutines
 	allowed map[string]bool
+	revoked map[string]bool // tokens no longer accepted
 }
 
 func newFakeCluster(objects ...runtime.Object) *fakeCluster {
-	f := &fakeCluster{kube: fake.NewClientset(objects...), allowed: map[string]bool{}}
+	f := &fakeCluster{kube: fake.NewClientset(objects...), allowed: map[string]bool{}, revoked: map[string]bool{}}
 	f.kube.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		tr := a.(k8stesting.CreateAction).GetObject().(*authnv1.TokenReview).DeepCopy()
-		if user, ok := strings.CutPrefix(tr.Spec.Token, "tok-"); ok {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if user, ok := strings.CutPrefix(tr.Spec.Token, "tok-"); ok && !f.revoked[tr.Spec.Token] {
 			tr.Status = authnv1.TokenReviewStatus{Authenticated: true, User: authnv1.UserInfo{Username: user, UID: "uid-" + user}}
 		}
 		return true, tr, nil
@@ -46,6 +52,8 @@ func newFakeCluster(objects ...runtime.Object) *fakeCluster {
 		if ra.Subresource != "" {
 			res += "/" + ra.Subresource
 		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		sar.Status.Allowed = f.allowed[sar.Spec.User+" "+ra.Verb+" "+res+" "+ra.Namespace] || sar.Spec.User == "admin"
 		return true, sar, nil
 	})
@@ -53,9 +61,25 @@ func newFakeCluster(objects ...runtime.Object) *fakeCluster {
 }
 
 func (f *fakeCluster) allow(user, ns string, verbResources ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, vr := range verbResources {
 		f.allowed[user+" "+vr+" "+ns] = true
 	}
+}
+
+func (f *fakeCluster) deny(user, ns string, verbResources ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, vr := range verbResources {
+		delete(f.allowed, user+" "+vr+" "+ns)
+	}
+}
+
+func (f *fakeCluster) revoke(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.revoked[token] = true
 }
 
 func testConfig() Config {

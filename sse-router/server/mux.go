@@ -240,6 +240,9 @@ type muxSub struct {
 	topic   stream.Topic
 	release func()
 	hsub    *hub.Subscription // the current attachment; nil while detached
+	// final, once set, is the revoked subscription's last message: framed, and then
+	// nothing more of it.
+	final *hub.Message
 	// written remembers, for the last seqs written, the subscription's position then.
 	written    []posRecord
 	evicted    posRecord
@@ -349,7 +352,13 @@ func (f *muxFramer) frame(dst []byte, d hub.Delivery) ([]byte, int, bool) {
 			m.record(s.seq, ev.ID)
 		}
 	}
-	if d.Msg.End {
+	switch {
+	case m.final != nil:
+		if d.Msg == m.final {
+			delete(s.byHub, d.Sub)
+			m.hsub = nil
+		}
+	case d.Msg.End:
 		f.ended = append(f.ended, m)
 	}
 	return dst, len(d.Msg.Events), false
@@ -415,7 +424,8 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token := authz.TokenFromRequest(r, s.cfg.TokenCookie)
-	user, err := s.reviewers[s.clusters.Default().Name].Authenticate(r.Context(), token)
+	defaultRV := s.reviewers[s.clusters.Default().Name]
+	user, err := defaultRV.Authenticate(r.Context(), token)
 	if err != nil {
 		s.refuse(w, s.authProblem(err))
 		return
@@ -554,9 +564,64 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 		}
 		f.ended = f.ended[:0]
 	}
+	// The connection's token is checked again, and with it every subscription's rights:
+	// a revoked subscription ends alone, a rejected token ends the connection.
+	g := newGrant(token)
+	watch := s.rechecks.add(func(ctx context.Context) {
+		if p, end := s.recheck(ctx, g, defaultRV); end {
+			cw.revoke(p)
+			return
+		}
+		if s.outlived(g) {
+			c.Close(hub.ReasonLifetime)
+			return
+		}
+		sess.mu.Lock()
+		subs := slices.Clone(sess.subs)
+		sess.mu.Unlock()
+		for _, m := range subs {
+			rv, ok := s.reviewer(m.spec.Cluster)
+			if !ok {
+				continue
+			}
+			if p, end := s.recheck(ctx, g, rv, m.spec.Actions()...); end {
+				s.revokeSub(sess, m, p)
+			}
+		}
+	})
 	cw.run(ctx)
+	s.rechecks.remove(watch)
 	cancel()
 	s.detach(sess, conn)
+	if c.Reason() == hub.ReasonRevoked {
+		// Nobody may resume it: the token it was opened with is no longer accepted.
+		sess.close()
+	}
+}
+
+// revokeSub ends a subscription whose rights were revoked: its last event is an `error`
+// (403) under its name, and the session no longer has it.
+func (s *Server) revokeSub(sess *session, m *muxSub, p stream.ErrorPayload) {
+	final := hub.NewMessage(true, hub.NewEvent(stream.EventError, "", mustJSON(p)))
+	sess.mu.Lock()
+	i := slices.Index(sess.subs, m)
+	if i < 0 {
+		sess.mu.Unlock()
+		return
+	}
+	sess.subs = slices.Delete(sess.subs, i, i+1)
+	hsub := m.hsub
+	if hsub != nil {
+		// The framer still names its deliveries until it frames final; then it forgets it.
+		m.final = final
+	}
+	sess.mu.Unlock()
+	if hsub != nil {
+		m.topic.Unsubscribe(hsub)
+		s.metrics.Subscriptions.WithLabelValues(string(m.spec.Kind)).Dec()
+		hsub.Deliver(final)
+	}
+	m.release()
 }
 
 // attach subscribes one of a session's subscriptions to its topic on conn.

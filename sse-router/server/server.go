@@ -47,6 +47,7 @@ type Server struct {
 	registry  *prometheus.Registry
 	log       *slog.Logger
 	sessions  *sessions
+	rechecks  *rechecker
 	archive   *archiveProxy
 	origins   map[string]bool
 	handler   http.Handler
@@ -95,6 +96,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.TokenCookie == "" {
 		cfg.TokenCookie = "dwp_token"
 	}
+	if cfg.ReauthorizeInterval <= 0 {
+		cfg.ReauthorizeInterval = 30 * time.Second
+	}
+	// Rights are checked again with cached answers up to AuthCacheTTL old: the wheel turns
+	// that much faster, so that a revoked right ends a stream within ReauthorizeInterval.
+	ttl := cfg.AuthCacheTTL
+	if ttl <= 0 {
+		ttl = 10 * time.Second // the reviewer's default
+	}
+	period := cfg.ReauthorizeInterval - ttl
+	if period < 100*time.Millisecond {
+		return nil, fmt.Errorf("the reauthorize interval (%s) must exceed the auth cache TTL (%s) by 100ms or more", cfg.ReauthorizeInterval, cfg.AuthCacheTTL)
+	}
 	m := hub.NewMetrics(reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -114,6 +128,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		shutdown:     make(chan struct{}),
 	}
 	s.sessions = newSessions(cfg.Linger)
+	s.rechecks = newRechecker(period)
+	go s.rechecks.run(ctx)
 	for _, name := range deps.Clusters.Names() {
 		cl, _ := deps.Clusters.Get(name)
 		s.reviewers[name] = authz.NewReviewer(cl.Kubernetes, authz.Options{TTL: cfg.AuthCacheTTL, DenyTTL: min(cfg.AuthCacheTTL, 5*time.Second)})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
@@ -67,7 +68,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, path string
 		s.refuse(w, problem.NotFound(fmt.Sprintf("unknown cluster %q", spec.Cluster)))
 		return
 	}
-	if _, err := rv.Check(r.Context(), authz.TokenFromRequest(r, s.cfg.TokenCookie), spec.Actions()...); err != nil {
+	token := authz.TokenFromRequest(r, s.cfg.TokenCookie)
+	if _, err := rv.Check(r.Context(), token, spec.Actions()...); err != nil {
 		s.refuse(w, s.authProblem(err))
 		return
 	}
@@ -101,6 +103,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, path string
 	if cw == nil {
 		return
 	}
+
+	g := newGrant(token)
+	actions := spec.Actions()
+	watch := s.rechecks.add(func(ctx context.Context) {
+		if p, end := s.recheck(ctx, g, rv, actions...); end {
+			cw.revoke(p)
+		} else if s.outlived(g) {
+			c.Close(hub.ReasonLifetime)
+		}
+	})
+	defer s.rechecks.remove(watch)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -164,6 +177,14 @@ type clientWriter struct {
 	buf []byte
 	// afterWrite, when set, runs after each write of deliveries.
 	afterWrite func()
+	// revoked is the final error event's payload of a stream closed as revoked.
+	revoked atomic.Pointer[stream.ErrorPayload]
+}
+
+// revoke ends the stream with a final error event: the user's token or right is gone.
+func (cw *clientWriter) revoke(p stream.ErrorPayload) {
+	cw.revoked.CompareAndSwap(nil, &p)
+	cw.c.Close(hub.ReasonRevoked)
 }
 
 // startStream sends the headers and the retry advice at once, so that proxies and
@@ -288,6 +309,21 @@ func (cw *clientWriter) final(reason string) {
 		b = sse.AppendRetry(nil, retry)
 		b = sse.AppendEvent(b, EventReconnect, id, sse.AppendData(nil, mustJSON(reconnectPayload{
 			Type: EventReconnect, Reason: hub.ReasonShutdown, Message: "the router is restarting: reconnect",
+		})))
+	case hub.ReasonRevoked:
+		// Not retrying: a portal closes its EventSource on this event. One that does not
+		// reconnects after retry: and is refused (401/403 before the stream starts), which
+		// makes EventSource give up, where a closed stream alone would not.
+		p := cw.revoked.Load()
+		if p == nil {
+			return
+		}
+		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(p)))
+	case hub.ReasonLifetime:
+		// The stream is checked afresh when the client reconnects (EventSource does by
+		// itself, resuming from its Last-Event-ID).
+		b = sse.AppendEvent(nil, EventReconnect, id, sse.AppendData(nil, mustJSON(reconnectPayload{
+			Type: EventReconnect, Reason: hub.ReasonLifetime, Message: "this stream reached its maximum lifetime: reconnect",
 		})))
 	case hub.ReasonReplaced:
 		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(stream.ErrorPayload{
