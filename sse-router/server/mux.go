@@ -567,7 +567,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 	// The connection's token is checked again, and with it every subscription's rights:
 	// a revoked subscription ends alone, a rejected token ends the connection.
 	g := newGrant(token)
-	watch := s.rechecks.add(func(ctx context.Context) {
+	check := func(ctx context.Context) {
 		if p, end := s.recheck(ctx, g, defaultRV); end {
 			cw.revoke(p)
 			return
@@ -588,7 +588,13 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 				s.revokeSub(sess, m, p)
 			}
 		}
-	})
+	}
+	watch := s.rechecks.add(check)
+	if resumed {
+		// Subscriptions added to the session earlier were not checked with this request:
+		// check them now rather than a period later.
+		check(ctx)
+	}
 	cw.run(ctx)
 	s.rechecks.remove(watch)
 	cancel()

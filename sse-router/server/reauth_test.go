@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -316,4 +317,47 @@ func FuzzStreamAPI(f *testing.F) {
 			t.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body)
 		}
 	})
+}
+
+// A resumed session's subscriptions are checked as it resumes, not a period later: one
+// added by POST is not in the reconnecting URL.
+func TestResumedSessionIsCheckedAtOnce(t *testing.T) {
+	f := newFakeCluster()
+	f.allow("alice", "shop", "list pods", "watch pods")
+	f.allow("alice", "bank", "list pods", "watch pods")
+	cfg := reauthConfig()
+	cfg.ReauthorizeInterval = 10 * time.Second
+	cfg.Linger = 5 * time.Second
+	_, ts := startServer(t, cfg, f)
+	u := ts.URL + "/api/v1/stream/mux?" + url.Values{"subscribe": {"shop:namespaces/shop/pods"}}.Encode()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer tok-alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	er := readEvents(resp.Body)
+	var sess sessionPayload
+	if err := json.Unmarshal([]byte(er.next(t, false).Data), &sess); err != nil {
+		t.Fatal(err)
+	}
+	er.next(t, false) // shop's snapshot
+	if r := postJSON(t, ts.URL+"/api/v1/stream/mux/"+sess.Session+"/subscriptions", "tok-alice", `{"name":"bank","path":"namespaces/bank/pods"}`); r.StatusCode != 201 {
+		t.Fatalf("add: %d", r.StatusCode)
+	}
+	last := er.next(t, false) // bank's snapshot
+	cancel()
+	resp.Body.Close()
+
+	f.deny("alice", "bank", "list pods")
+	time.Sleep(cfg.AuthCacheTTL + 100*time.Millisecond)
+	er = readEvents(openStream(t, u, "tok-alice", "Last-Event-ID: "+last.ID).Body)
+	if ev := er.next(t, false); ev.Type != "session" || !strings.Contains(ev.Data, `"resumed":true`) {
+		t.Fatalf("first %+v", ev)
+	}
+	ev := er.nextWithin(t, time.Second)
+	if p := errorPayload(t, ev); ev.Type != "bank" || p.Status != 403 || p.Code != stream.CodeForbidden {
+		t.Fatalf("resumed session's revoked subscription: %+v", ev)
+	}
 }
