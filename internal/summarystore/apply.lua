@@ -84,10 +84,13 @@ local function future(key, stamp, rev)
   return cut > 0 and key > rev and tonumber(stamp or '0') < cut
 end
 
--- stale says whether a floor is no bar to a snapshot at rev: not above it, or from the future.
+-- stale says whether a floor is no bar to a snapshot at rev: below it, or from the
+-- future. A snapshot at the floor's own revision is applied again when it has a cut: the
+-- cluster may not have moved since the last round, and what was forged since must still
+-- go; for everything else applying it again changes nothing.
 local function stale(field, rev)
   local f = floor(field)
-  return f < rev or future(f, redis.call('HGET', FSTAMPS, field), rev)
+  return f < rev or (f == rev and cut > 0) or future(f, redis.call('HGET', FSTAMPS, field), rev)
 end
 
 local function setFloor(field, rev)

@@ -249,7 +249,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // rebuildGrace is how long after a round a missing marker is at first not taken for a
 // loss: the round's events are on their way.
-const rebuildGrace = 3 * time.Second
+const rebuildGrace = 2 * time.Second
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
