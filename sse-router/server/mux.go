@@ -36,7 +36,10 @@ import (
 //	DELETE /api/v1/stream/mux/{session}/subscriptions/{name}
 //
 // Connection-level events: `session` (first: the session id and its subscriptions),
-// `error` (the stream is closed, with the reason), `reconnect` (the router is stopping).
+// `error` (the stream is closed, with the reason: 401 when the token is no longer
+// accepted), `reconnect` (the router is stopping, or the connection reached its maximum
+// lifetime). A subscription whose rights were revoked gets a last event under its name,
+// of type `error` with status 403, and leaves the session; the others go on.
 
 // Reserved event names a subscription cannot take.
 var reservedNames = []string{"session", "error", "reconnect", "message"}
