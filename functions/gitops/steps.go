@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-billy/v5/util"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
@@ -367,8 +368,12 @@ func (f *Family) timeout(run cdrun.Run) (time.Duration, error) {
 	return d, nil
 }
 
-// terminateSync ends the sync operation Argo CD runs for a stopped run's app, as
-// `argocd app terminate-op` does.
+// terminateSync ends the sync operation Argo CD runs for a stopped run, as
+// `argocd app terminate-op` does: operationState.phase Terminating, written with the
+// Application's resourceVersion. Argo CD's controller may still write the phase it holds
+// over it, so the event is answered 5xx (and sent again) until the operation has ended.
+// Only an operation of this run is ended: one that started before the run ended, at a
+// revision holding the run's commit; a stopped run that committed nothing has none.
 func (f *Family) terminateSync(ctx context.Context, wf *wfv1.Workflow) error {
 	if f.key == nil {
 		return nil
@@ -377,24 +382,73 @@ func (f *Family) terminateSync(ctx context.Context, wf *wfv1.Workflow) error {
 	if err != nil {
 		return nil
 	}
+	committed := outputRevision(wf)
+	if committed == "" {
+		return nil
+	}
 	name := ApplicationName(wf.Namespace, run.App)
 	apps := f.dyn.Resource(applications).Namespace(f.cfg.ArgoCDNamespace)
-	u, err := apps.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	var ended bool
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := apps.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			ended = true
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("get Application %s: %w", name, err)
+		}
+		s := readStatus(u)
+		if s.OpPhase != "Running" && s.OpPhase != "Terminating" {
+			ended = true
+			return nil
+		}
+		end := wf.Status.FinishedAt.Time
+		if end.IsZero() {
+			end = f.now()
+		}
+		started, _, _ := unstructured.NestedString(u.Object, "status", "operationState", "startedAt")
+		if t, err := time.Parse(time.RFC3339, started); err == nil && t.After(end) {
+			ended = true // a later sync: not this run's
+			return nil
+		}
+		if ok, err := f.includes(ctx, s.OpRevision, committed); err != nil || !ok {
+			ended = true // not this run's commit, or not knowable: leave it alone
+			return nil
+		}
+		if s.OpPhase == "Terminating" {
+			return nil
+		}
+		if err := unstructured.SetNestedField(u.Object, "Terminating", "status", "operationState", "phase"); err != nil {
+			return err
+		}
+		if _, err := apps.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		f.log.Info("terminating Argo CD's sync of a stopped run", "workflow", wf.Namespace+"/"+wf.Name, "application", name)
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get Application %s: %w", name, err)
-	}
-	if readStatus(u).OpPhase != "Running" {
-		return nil
-	}
-	patch := []byte(`{"status":{"operationState":{"phase":"Terminating"}}}`)
-	if _, err := apps.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil && !apierrors.IsNotFound(err) {
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("terminate the sync of Application %s: %w", name, err)
 	}
-	f.log.Info("terminated Argo CD's sync of a stopped run", "workflow", wf.Namespace+"/"+wf.Name, "application", name)
+	if !ended {
+		return fmt.Errorf("Argo CD is still ending the sync of Application %s for stopped run %s: it is looked at again", name, wf.Name)
+	}
 	return nil
+}
+
+// outputRevision is the revision a run's commit step output, "" when it made none.
+func outputRevision(wf *wfv1.Workflow) string {
+	for _, n := range wf.Status.Nodes {
+		if n.TemplateName == StepCommit && n.Phase == wfv1.NodeSucceeded && n.Outputs != nil {
+			for _, p := range n.Outputs.Parameters {
+				if p.Name == ParamRevision && p.Value != nil {
+					return p.Value.String()
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // remove deletes the app's Application (Argo CD deletes the objects it created first,
