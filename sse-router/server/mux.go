@@ -563,7 +563,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 
 	cw.afterWrite = func() {
 		for _, m := range f.ended {
-			s.removeSub(sess, m)
+			s.removeSub(sess, m, nil)
 		}
 		f.ended = f.ended[:0]
 	}
@@ -611,26 +611,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 // revokeSub ends a subscription whose rights were revoked: its last event is an `error`
 // (403) under its name, and the session no longer has it.
 func (s *Server) revokeSub(sess *session, m *muxSub, p stream.ErrorPayload) {
-	final := hub.NewMessage(true, hub.NewEvent(stream.EventError, "", mustJSON(p)))
-	sess.mu.Lock()
-	i := slices.Index(sess.subs, m)
-	if i < 0 {
-		sess.mu.Unlock()
-		return
-	}
-	sess.subs = slices.Delete(sess.subs, i, i+1)
-	hsub := m.hsub
-	if hsub != nil {
-		// The framer still names its deliveries until it frames final; then it forgets it.
-		m.final = final
-	}
-	sess.mu.Unlock()
-	if hsub != nil {
-		m.topic.Unsubscribe(hsub)
-		s.metrics.Subscriptions.WithLabelValues(string(m.spec.Kind)).Dec()
-		hsub.Deliver(final)
-	}
-	m.release()
+	s.removeSub(sess, m, hub.NewMessage(true, hub.NewEvent(stream.EventError, "", mustJSON(p))))
 }
 
 // attach subscribes one of a session's subscriptions to its topic on conn.
@@ -678,8 +659,10 @@ func (s *Server) detach(sess *session, conn *muxConn) {
 	}
 }
 
-// removeSub removes a subscription from its session.
-func (s *Server) removeSub(sess *session, m *muxSub) {
+// removeSub removes a subscription from its session. A final message, when given, is
+// delivered last under the subscription's name: the framer still names its deliveries
+// until it has framed final, then forgets it.
+func (s *Server) removeSub(sess *session, m *muxSub, final *hub.Message) {
 	sess.mu.Lock()
 	i := slices.Index(sess.subs, m)
 	if i < 0 {
@@ -689,13 +672,20 @@ func (s *Server) removeSub(sess *session, m *muxSub) {
 	sess.subs = slices.Delete(sess.subs, i, i+1)
 	hsub := m.hsub
 	if hsub != nil {
-		delete(sess.byHub, hsub)
-		m.hsub = nil
+		if final != nil {
+			m.final = final
+		} else {
+			delete(sess.byHub, hsub)
+			m.hsub = nil
+		}
 	}
 	sess.mu.Unlock()
 	if hsub != nil {
 		m.topic.Unsubscribe(hsub)
 		s.metrics.Subscriptions.WithLabelValues(string(m.spec.Kind)).Dec()
+		if final != nil {
+			hsub.Deliver(final)
+		}
 	}
 	m.release()
 }
@@ -800,7 +790,7 @@ func (s *Server) serveRemoveSubscription(w http.ResponseWriter, r *http.Request,
 		s.refuse(w, problem.NotFound(fmt.Sprintf("no subscription %q in the session", name)))
 		return
 	}
-	s.removeSub(sess, m)
+	s.removeSub(sess, m, nil)
 	w.WriteHeader(http.StatusNoContent)
 }
 
