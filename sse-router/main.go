@@ -17,7 +17,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 func main() {
@@ -63,7 +63,7 @@ func run() error {
 		}
 		rdb := opts.Client()
 		defer rdb.Close()
-		deps.Apps = stream.NewSummaryApps(rdb, opts.Prefix, cfg.SummaryClusterNames)
+		deps.Apps = upstream.NewSummaryApps(rdb, opts.Prefix, cfg.SummaryClusterNames)
 	}
 	err = server.Run(ctx, cfg, deps)
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -19,12 +19,12 @@ import (
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 type applicationEvent struct {
-	Type        string                  `json:"type"`
-	Application *stream.ApplicationView `json:"application"`
+	Type        string                    `json:"type"`
+	Application *upstream.ApplicationView `json:"application"`
 }
 
 func decodeApplication(t *testing.T, ev sse.Event) applicationEvent {
@@ -99,7 +99,7 @@ func TestApplicationStream(t *testing.T) {
 	r := startRouter(t, env, func(c *server.Config) { c.ArgoCDNamespace = argoNS })
 	env.Grant(t, ns, "alice", "view")
 	alice := env.Token(t, "alice")
-	apps := env.AdminDynamic(t).Resource(stream.ApplicationsResource).Namespace(argoNS)
+	apps := env.AdminDynamic(t).Resource(upstream.ApplicationsResource).Namespace(argoNS)
 	path := "namespaces/" + ns + "/apps/web/application"
 	name := ns + ".web"
 	ctx := context.Background()

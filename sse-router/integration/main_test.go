@@ -26,7 +26,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }
@@ -70,7 +70,7 @@ func startRouter(t *testing.T, env *clustertest.Env, tune func(*server.Config)) 
 	r := &router{prefix: "dwp-test-" + randomSuffix() + ":"}
 	r.rdb = redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() { r.rdb.Close() })
-	apps := stream.NewSummaryApps(r.rdb, r.prefix, map[string]string{clusters.Default().Name: env.ClusterName})
+	apps := upstream.NewSummaryApps(r.rdb, r.prefix, map[string]string{clusters.Default().Name: env.ClusterName})
 	level := slog.LevelWarn
 	if os.Getenv("DWP_TEST_VERBOSE") != "" {
 		level = slog.LevelDebug

@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
 )
 
 // Must show: deleting a user's RoleBinding ends each of their open streams (every kind,
@@ -98,9 +98,9 @@ func TestRevokedRoleBindingEndsOpenStreams(t *testing.T) {
 		err  string
 	}
 	results := make(chan ended)
-	forbidden := func(ev sse.Event) (stream.ErrorPayload, bool) {
-		var p stream.ErrorPayload
-		if json.Unmarshal([]byte(ev.Data), &p) != nil || p.Type != stream.EventError {
+	forbidden := func(ev sse.Event) (api.ErrorPayload, bool) {
+		var p api.ErrorPayload
+		if json.Unmarshal([]byte(ev.Data), &p) != nil || p.Type != api.EventError {
 			return p, false
 		}
 		return p, p.Status == 403
@@ -123,7 +123,7 @@ func TestRevokedRoleBindingEndsOpenStreams(t *testing.T) {
 				if !is403 {
 					continue
 				}
-				if p.Code != stream.CodeForbidden || p.Retrying {
+				if p.Code != api.CodeForbidden || p.Retrying {
 					results <- ended{what, time.Since(deleted), "error event " + ev.Data}
 					return
 				}

@@ -19,9 +19,10 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 // The multiplexed stream carries several subscriptions on one EventSource, so that a
@@ -84,62 +85,62 @@ func validName(n string) error {
 }
 
 // parseSubscription validates a subscription's name and stream path.
-func parseSubscription(req SubscriptionRequest, appLabel string) (stream.Spec, error) {
+func parseSubscription(req SubscriptionRequest, appLabel string) (api.Spec, error) {
 	if err := validName(req.Name); err != nil {
-		return stream.Spec{}, &stream.SpecError{Field: "name", Detail: err.Error()}
+		return api.Spec{}, &api.SpecError{Field: "name", Detail: err.Error()}
 	}
 	if len(req.Path) > 4096 {
-		return stream.Spec{}, &stream.SpecError{Field: "path", Detail: "too long"}
+		return api.Spec{}, &api.SpecError{Field: "path", Detail: "too long"}
 	}
 	u, err := url.Parse(req.Path)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.Fragment != "" {
-		return stream.Spec{}, &stream.SpecError{Field: "path", Detail: "must be a stream path such as namespaces/shop/pods?app=web"}
+		return api.Spec{}, &api.SpecError{Field: "path", Detail: "must be a stream path such as namespaces/shop/pods?app=web"}
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return stream.Spec{}, &stream.SpecError{Field: "path", Detail: "invalid query: " + err.Error()}
+		return api.Spec{}, &api.SpecError{Field: "path", Detail: "invalid query: " + err.Error()}
 	}
-	spec, err := stream.ParseSpec(u.EscapedPath(), q, appLabel)
+	spec, err := api.ParseSpec(u.EscapedPath(), q, appLabel)
 	if err != nil {
-		var se *stream.SpecError
+		var se *api.SpecError
 		if errors.As(err, &se) {
-			return stream.Spec{}, &stream.SpecError{Field: "path: " + se.Field, Detail: se.Detail}
+			return api.Spec{}, &api.SpecError{Field: "path: " + se.Field, Detail: se.Detail}
 		}
-		return stream.Spec{}, err
+		return api.Spec{}, err
 	}
 	if spec.LastEventID != "" {
-		return stream.Spec{}, &stream.SpecError{Field: "path: lastEventId", Detail: "not allowed in a subscription"}
+		return api.Spec{}, &api.SpecError{Field: "path: lastEventId", Detail: "not allowed in a subscription"}
 	}
 	return spec, nil
 }
 
 // parseSubscriptionBody parses the JSON body of POST …/subscriptions.
-func parseSubscriptionBody(body []byte, appLabel string) (SubscriptionRequest, stream.Spec, error) {
+func parseSubscriptionBody(body []byte, appLabel string) (SubscriptionRequest, api.Spec, error) {
 	var req SubscriptionRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, stream.Spec{}, &stream.SpecError{Field: "body", Detail: "must be a JSON object {\"name\": ..., \"path\": ...}: " + err.Error()}
+		return req, api.Spec{}, &api.SpecError{Field: "body", Detail: "must be a JSON object {\"name\": ..., \"path\": ...}: " + err.Error()}
 	}
 	if dec.More() {
-		return req, stream.Spec{}, &stream.SpecError{Field: "body", Detail: "must hold one JSON object"}
+		return req, api.Spec{}, &api.SpecError{Field: "body", Detail: "must hold one JSON object"}
 	}
 	spec, err := parseSubscription(req, appLabel)
 	return req, spec, err
 }
 
 // parseQuerySubscription parses one `subscribe=<name>:<path>` query value.
-func parseQuerySubscription(v, appLabel string) (SubscriptionRequest, stream.Spec, error) {
+func parseQuerySubscription(v, appLabel string) (SubscriptionRequest, api.Spec, error) {
 	name, path, ok := strings.Cut(v, ":")
 	if !ok {
-		return SubscriptionRequest{}, stream.Spec{}, &stream.SpecError{Field: "subscribe", Detail: "must be <name>:<stream path>"}
+		return SubscriptionRequest{}, api.Spec{}, &api.SpecError{Field: "subscribe", Detail: "must be <name>:<stream path>"}
 	}
 	req := SubscriptionRequest{Name: name, Path: path}
 	spec, err := parseSubscription(req, appLabel)
 	if err != nil {
-		var se *stream.SpecError
+		var se *api.SpecError
 		if errors.As(err, &se) {
-			return req, spec, &stream.SpecError{Field: "subscribe " + name + ": " + se.Field, Detail: se.Detail}
+			return req, spec, &api.SpecError{Field: "subscribe " + name + ": " + se.Field, Detail: se.Detail}
 		}
 	}
 	return req, spec, err
@@ -149,11 +150,11 @@ func parseQuerySubscription(v, appLabel string) (SubscriptionRequest, stream.Spe
 func parseMuxID(id string) (session string, seq uint64, err error) {
 	session, s, ok := strings.Cut(id, ".")
 	if !ok || len(session) != sessionIDLen || strings.Trim(session, sessionAlphabet) != "" {
-		return "", 0, &stream.SpecError{Field: "Last-Event-ID", Detail: "not an id of a multiplexed stream"}
+		return "", 0, &api.SpecError{Field: "Last-Event-ID", Detail: "not an id of a multiplexed stream"}
 	}
 	seq, err = strconv.ParseUint(s, 10, 64)
 	if err != nil || strings.TrimLeft(s, "0123456789") != "" {
-		return "", 0, &stream.SpecError{Field: "Last-Event-ID", Detail: "not an id of a multiplexed stream"}
+		return "", 0, &api.SpecError{Field: "Last-Event-ID", Detail: "not an id of a multiplexed stream"}
 	}
 	return session, seq, nil
 }
@@ -239,8 +240,8 @@ type muxConn struct {
 // muxSub is one subscription of a session.
 type muxSub struct {
 	req     SubscriptionRequest
-	spec    stream.Spec
-	topic   stream.Topic
+	spec    api.Spec
+	topic   upstream.Topic
 	release func()
 	hsub    *hub.Subscription // the current attachment; nil while detached
 	// final, once set, is the revoked subscription's last message: framed, and then
@@ -405,7 +406,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 	}
 	type wanted struct {
 		req  SubscriptionRequest
-		spec stream.Spec
+		spec api.Spec
 	}
 	var subs []wanted
 	for _, v := range q["subscribe"] {
@@ -511,7 +512,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 	type attach struct {
 		m    *muxSub
 		hsub *hub.Subscription
-		join stream.Join
+		join upstream.Join
 	}
 	var attaches []attach
 	for _, m := range sess.subs {
@@ -520,10 +521,10 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 			detachHubs = append(detachHubs, m.hsub)
 			delete(sess.byHub, m.hsub)
 		}
-		join := stream.Join{Spec: m.spec}
+		join := upstream.Join{Spec: m.spec}
 		if resumed {
 			if id, known := m.positionAt(resumeSeq); known && id != "" {
-				if rs, err := stream.ParseResume(m.spec.Kind, id); err == nil {
+				if rs, err := api.ParseResume(m.spec.Kind, id); err == nil {
 					join.Resume = rs
 				}
 			}
@@ -537,7 +538,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 		m.hsub = c.NewSubscription(m.req.Name)
 		sess.byHub[m.hsub] = m
 		sess.subs = append(sess.subs, m)
-		attaches = append(attaches, attach{m, m.hsub, stream.Join{Spec: m.spec}})
+		attaches = append(attaches, attach{m, m.hsub, upstream.Join{Spec: m.spec}})
 	}
 	first := sess.sessionEventLocked(resumed)
 	sess.mu.Unlock()
@@ -610,12 +611,12 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 
 // revokeSub ends a subscription whose rights were revoked: its last event is an `error`
 // (403) under its name, and the session no longer has it.
-func (s *Server) revokeSub(sess *session, m *muxSub, p stream.ErrorPayload) {
-	s.removeSub(sess, m, hub.NewMessage(true, hub.NewEvent(stream.EventError, "", mustJSON(p))))
+func (s *Server) revokeSub(sess *session, m *muxSub, p api.ErrorPayload) {
+	s.removeSub(sess, m, hub.NewMessage(true, hub.NewEvent(api.EventError, "", mustJSON(p))))
 }
 
 // attach subscribes one of a session's subscriptions to its topic on conn.
-func (s *Server) attach(conn *muxConn, m *muxSub, hsub *hub.Subscription, join stream.Join) {
+func (s *Server) attach(conn *muxConn, m *muxSub, hsub *hub.Subscription, join upstream.Join) {
 	s.metrics.Subscriptions.WithLabelValues(string(m.spec.Kind)).Inc()
 	if err := m.topic.Subscribe(conn.ctx, hsub, join); err != nil && conn.ctx.Err() == nil {
 		s.log.Warn("subscribe failed", "subscription", m.req.Name, "err", err)
@@ -769,7 +770,7 @@ func (s *Server) serveAddSubscription(w http.ResponseWriter, r *http.Request, id
 		m.hsub = conn.client.NewSubscription(req.Name)
 		sess.byHub[m.hsub] = m
 		hsub := m.hsub
-		conn.wg.Go(func() { s.attach(conn, m, hsub, stream.Join{Spec: spec}) })
+		conn.wg.Go(func() { s.attach(conn, m, hsub, upstream.Join{Spec: spec}) })
 	}
 	sess.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")

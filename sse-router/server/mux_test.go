@@ -14,7 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 )
 
 func TestValidName(t *testing.T) {
@@ -33,11 +33,11 @@ func TestValidName(t *testing.T) {
 func TestParseSubscriptionBody(t *testing.T) {
 	tests := []struct {
 		body      string
-		wantKind  stream.Kind
+		wantKind  api.Kind
 		wantField string
 	}{
-		{`{"name":"pods","path":"namespaces/shop/pods?app=web"}`, stream.KindPods, ""},
-		{`{"name":"log","path":"/api/v1/stream/clusters/c/namespaces/shop/pods/p/log?tailLines=5"}`, stream.KindPodLog, ""},
+		{`{"name":"pods","path":"namespaces/shop/pods?app=web"}`, api.KindPods, ""},
+		{`{"name":"log","path":"/api/v1/stream/clusters/c/namespaces/shop/pods/p/log?tailLines=5"}`, api.KindPodLog, ""},
 		{`{"name":"pods","path":"namespaces/shop/pods","extra":1}`, "", "body"},
 		{`{"name":"pods","path":"namespaces/shop/pods"} {}`, "", "body"},
 		{`[1]`, "", "body"},
@@ -55,7 +55,7 @@ func TestParseSubscriptionBody(t *testing.T) {
 			}
 			continue
 		}
-		var se *stream.SpecError
+		var se *api.SpecError
 		if !errors.As(err, &se) || se.Field != tt.wantField {
 			t.Errorf("%s: err %v, want a problem with %q", tt.body, err, tt.wantField)
 		}
@@ -70,7 +70,7 @@ func FuzzParseSubscriptionBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, spec, err := parseSubscriptionBody(body, "app")
 		if err != nil {
-			var se *stream.SpecError
+			var se *api.SpecError
 			if !errors.As(err, &se) {
 				t.Fatalf("error of another type: %v", err)
 			}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 )
 
 // Open streams follow the user's rights: a right checked once at the start would let a
@@ -137,7 +137,7 @@ func (s *Server) outlived(g grant) bool {
 // recheck checks g's token (and actions) again with rv, the stream's cluster. It returns the final error event's
 // payload and true when the stream must end; an API server that cannot be asked keeps
 // the stream open (logged): streams do not all end because of one failed review.
-func (s *Server) recheck(ctx context.Context, g grant, rv *authz.Reviewer, actions ...authz.Attributes) (stream.ErrorPayload, bool) {
+func (s *Server) recheck(ctx context.Context, g grant, rv *authz.Reviewer, actions ...authz.Attributes) (api.ErrorPayload, bool) {
 	if !g.expires.IsZero() && !time.Now().Before(g.expires) {
 		return unauthenticatedPayload("your token expired: sign in again"), true
 	}
@@ -152,24 +152,24 @@ func (s *Server) recheck(ctx context.Context, g grant, rv *authz.Reviewer, actio
 	var fe *authz.ForbiddenError
 	switch {
 	case err == nil:
-		return stream.ErrorPayload{}, false
+		return api.ErrorPayload{}, false
 	case errors.Is(err, authz.ErrUnauthenticated), errors.Is(err, authz.ErrNoToken):
 		return unauthenticatedPayload("your token is no longer accepted: sign in again"), true
 	case errors.As(err, &fe):
-		return stream.ErrorPayload{
-			Type: stream.EventError, Status: http.StatusForbidden, Code: stream.CodeForbidden, Reason: "Forbidden",
+		return api.ErrorPayload{
+			Type: api.EventError, Status: http.StatusForbidden, Code: api.CodeForbidden, Reason: "Forbidden",
 			Message: "access to this stream was revoked: " + fe.Error(),
 		}, true
 	}
 	if ctx.Err() == nil {
 		s.log.Warn("re-checking a stream's access failed; it stays open until the next check", "err", err)
 	}
-	return stream.ErrorPayload{}, false
+	return api.ErrorPayload{}, false
 }
 
-func unauthenticatedPayload(msg string) stream.ErrorPayload {
-	return stream.ErrorPayload{
-		Type: stream.EventError, Status: http.StatusUnauthorized, Code: stream.CodeUnauthenticated, Reason: "Unauthorized", Message: msg,
+func unauthenticatedPayload(msg string) api.ErrorPayload {
+	return api.ErrorPayload{
+		Type: api.EventError, Status: http.StatusUnauthorized, Code: api.CodeUnauthenticated, Reason: "Unauthorized", Message: msg,
 	}
 }
 

@@ -21,8 +21,8 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
 )
 
 func reauthConfig() Config {
@@ -70,9 +70,9 @@ func (er *eventReader) nextWithin(t *testing.T, d time.Duration) sse.Event {
 	}
 }
 
-func errorPayload(t *testing.T, ev sse.Event) stream.ErrorPayload {
+func errorPayload(t *testing.T, ev sse.Event) api.ErrorPayload {
 	t.Helper()
-	var p stream.ErrorPayload
+	var p api.ErrorPayload
 	if err := json.Unmarshal([]byte(ev.Data), &p); err != nil {
 		t.Fatalf("%+v: %v", ev, err)
 	}
@@ -99,7 +99,7 @@ func TestRevokedRightsEndStreams(t *testing.T) {
 	ev := alice.nextWithin(t, cfg.ReauthorizeInterval+500*time.Millisecond)
 	took := time.Since(revokedAt)
 	p := errorPayload(t, ev)
-	if ev.Type != "error" || p.Status != 403 || p.Code != stream.CodeForbidden || p.Retrying || !strings.Contains(p.Message, `user "alice" may not list pods in namespace "shop"`) {
+	if ev.Type != "error" || p.Status != 403 || p.Code != api.CodeForbidden || p.Retrying || !strings.Contains(p.Message, `user "alice" may not list pods in namespace "shop"`) {
 		t.Fatalf("final event %+v", ev)
 	}
 	if took > cfg.ReauthorizeInterval {
@@ -123,7 +123,7 @@ func TestRevokedRightsEndStreams(t *testing.T) {
 	// A revoked token ends the stream the same way, with 401.
 	f.revoke("tok-bob")
 	ev = bob.nextWithin(t, cfg.ReauthorizeInterval+500*time.Millisecond)
-	if p := errorPayload(t, ev); ev.Type != "error" || p.Status != 401 || p.Code != stream.CodeUnauthenticated {
+	if p := errorPayload(t, ev); ev.Type != "error" || p.Status != 401 || p.Code != api.CodeUnauthenticated {
 		t.Fatalf("bob's final event %+v", ev)
 	}
 	bob.ended(t, time.Second)
@@ -147,7 +147,7 @@ func TestRevokedSubscriptionEndsAlone(t *testing.T) {
 	revokedAt := time.Now()
 	ev := er.nextWithin(t, cfg.ReauthorizeInterval+500*time.Millisecond)
 	p := errorPayload(t, ev)
-	if ev.Type != "bank" || p.Type != "error" || p.Status != 403 || p.Code != stream.CodeForbidden {
+	if ev.Type != "bank" || p.Type != "error" || p.Status != 403 || p.Code != api.CodeForbidden {
 		t.Fatalf("revoked subscription's event %+v", ev)
 	}
 	t.Logf("subscription ended %s after the revocation", time.Since(revokedAt))
@@ -172,7 +172,7 @@ func TestRevokedSubscriptionEndsAlone(t *testing.T) {
 	// A rejected token ends the connection: a connection-level error, then the end.
 	f.revoke("tok-alice")
 	ev = er.nextWithin(t, cfg.ReauthorizeInterval+500*time.Millisecond)
-	if p := errorPayload(t, ev); ev.Type != "error" || p.Status != 401 || p.Code != stream.CodeUnauthenticated {
+	if p := errorPayload(t, ev); ev.Type != "error" || p.Status != 401 || p.Code != api.CodeUnauthenticated {
 		t.Fatalf("final event %+v", ev)
 	}
 	er.ended(t, time.Second)
@@ -358,7 +358,7 @@ func TestResumedSessionIsCheckedAtOnce(t *testing.T) {
 		t.Fatalf("first %+v", ev)
 	}
 	ev := er.nextWithin(t, time.Second)
-	if p := errorPayload(t, ev); ev.Type != "bank" || p.Status != 403 || p.Code != stream.CodeForbidden {
+	if p := errorPayload(t, ev); ev.Type != "bank" || p.Status != 403 || p.Code != api.CodeForbidden {
 		t.Fatalf("resumed session's revoked subscription: %+v", ev)
 	}
 }
@@ -379,7 +379,7 @@ func BenchmarkRecheck20k(b *testing.B) {
 		b.Fatal(err)
 	}
 	rv, _ := s.reviewer("local")
-	spec, err := stream.ParseSpec("namespaces/shop/pods", url.Values{}, "app")
+	spec, err := api.ParseSpec("namespaces/shop/pods", url.Values{}, "app")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,14 +24,14 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 // Deps are what the server is built from besides its configuration.
 type Deps struct {
 	Clusters *kube.Clusters
 	// Apps serves app summaries (nil: the apps stream answers 501).
-	Apps   stream.AppsSource
+	Apps   upstream.AppsSource
 	Logger *slog.Logger
 	// Registry receives the router's metrics; nil makes a fresh one.
 	Registry *prometheus.Registry
@@ -41,7 +41,7 @@ type Deps struct {
 type Server struct {
 	cfg       Config
 	clusters  *kube.Clusters
-	streams   *stream.Streams
+	streams   *upstream.Streams
 	reviewers map[string]*authz.Reviewer
 	metrics   *hub.Metrics
 	registry  *prometheus.Registry
@@ -114,7 +114,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		clusters: deps.Clusters,
-		streams: stream.New(ctx, deps.Clusters, stream.Config{
+		streams: upstream.New(ctx, deps.Clusters, upstream.Config{
 			Linger: cfg.Linger, WatchReplay: cfg.WatchReplay, LogReplay: cfg.LogReplay,
 			WorkflowLogReplay: cfg.WorkflowLogReplay, MetricsInterval: cfg.MetricsInterval,
 			Apps: deps.Apps, ArgoCDNamespace: cfg.ArgoCDNamespace, Metrics: m, Logger: deps.Logger,

@@ -13,14 +13,15 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 // specProblem turns a ParseSpec or ParseResume error into a problem.
 func specProblem(err error) problem.Problem {
-	var se *stream.SpecError
+	var se *api.SpecError
 	if errors.As(err, &se) {
 		if se.NotFound {
 			return problem.NotFound(se.Detail)
@@ -33,9 +34,9 @@ func specProblem(err error) problem.Problem {
 // openProblem turns a Streams.Open error into a problem.
 func openProblem(err error) problem.Problem {
 	switch {
-	case errors.Is(err, stream.ErrUnknownCluster):
+	case errors.Is(err, upstream.ErrUnknownCluster):
 		return problem.NotFound(err.Error())
-	case errors.Is(err, stream.ErrNotConfigured):
+	case errors.Is(err, upstream.ErrNotConfigured):
 		// Not configured is not temporary: 501, as the function answers (503 says retry).
 		return problem.New(http.StatusNotImplemented, err.Error())
 	}
@@ -53,12 +54,12 @@ func lastEventID(r *http.Request, fromQuery string) string {
 
 // serveStream serves one stream on one connection.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, path string) {
-	spec, err := stream.ParseSpec(path, r.URL.Query(), s.cfg.AppLabel)
+	spec, err := api.ParseSpec(path, r.URL.Query(), s.cfg.AppLabel)
 	if err != nil {
 		s.refuse(w, specProblem(err))
 		return
 	}
-	resume, err := stream.ParseResume(spec.Kind, lastEventID(r, spec.LastEventID))
+	resume, err := api.ParseResume(spec.Kind, lastEventID(r, spec.LastEventID))
 	if err != nil {
 		s.refuse(w, specProblem(err))
 		return
@@ -117,7 +118,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, path string
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := topic.Subscribe(ctx, sub, stream.Join{Spec: spec, Resume: resume}); err != nil && ctx.Err() == nil {
+		if err := topic.Subscribe(ctx, sub, upstream.Join{Spec: spec, Resume: resume}); err != nil && ctx.Err() == nil {
 			s.log.Warn("subscribe failed", "stream", path, "err", err)
 		}
 	})
@@ -178,11 +179,11 @@ type clientWriter struct {
 	// afterWrite, when set, runs after each write of deliveries.
 	afterWrite func()
 	// revoked is the final error event's payload of a stream closed as revoked.
-	revoked atomic.Pointer[stream.ErrorPayload]
+	revoked atomic.Pointer[api.ErrorPayload]
 }
 
 // revoke ends the stream with a final error event: the user's token or right is gone.
-func (cw *clientWriter) revoke(p stream.ErrorPayload) {
+func (cw *clientWriter) revoke(p api.ErrorPayload) {
 	cw.revoked.CompareAndSwap(nil, &p)
 	cw.c.Close(hub.ReasonRevoked)
 }
@@ -299,8 +300,8 @@ func (cw *clientWriter) final(reason string) {
 	id := cw.f.lastEventID()
 	switch reason {
 	case hub.ReasonSlow:
-		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(stream.ErrorPayload{
-			Type: stream.EventError, Code: stream.CodeSlowClient, Reason: hub.ReasonSlow, Retrying: false,
+		b = sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(api.ErrorPayload{
+			Type: api.EventError, Code: api.CodeSlowClient, Reason: hub.ReasonSlow, Retrying: false,
 			Message: "this stream fell too far behind and was closed; reconnect to resume",
 		})))
 	case hub.ReasonShutdown:
@@ -318,7 +319,7 @@ func (cw *clientWriter) final(reason string) {
 		if p == nil {
 			return
 		}
-		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(p)))
+		b = sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(p)))
 	case hub.ReasonLifetime:
 		// The stream is checked afresh when the client reconnects (EventSource does by
 		// itself, resuming from its Last-Event-ID).
@@ -326,8 +327,8 @@ func (cw *clientWriter) final(reason string) {
 			Type: EventReconnect, Reason: hub.ReasonLifetime, Message: "this stream reached its maximum lifetime: reconnect",
 		})))
 	case hub.ReasonReplaced:
-		b = sse.AppendEvent(nil, stream.EventError, id, sse.AppendData(nil, mustJSON(stream.ErrorPayload{
-			Type: stream.EventError, Code: stream.CodeReplaced, Reason: hub.ReasonReplaced, Message: "a newer connection took over this session",
+		b = sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(api.ErrorPayload{
+			Type: api.EventError, Code: api.CodeReplaced, Reason: hub.ReasonReplaced, Message: "a newer connection took over this session",
 		})))
 	default:
 		return

@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ func lines(from, n int) []logLine {
 	var out []logLine
 	for i := range n {
 		ts := time.Unix(1000, int64(from+i)).UTC()
-		out = append(out, logLine{pos: logPos{nanos: ts.UnixNano()}, time: ts, text: "l"})
+		out = append(out, logLine{pos: api.LogPos{Nanos: ts.UnixNano()}, time: ts, text: "l"})
 	}
 	return out
 }
@@ -41,7 +42,7 @@ func TestPodLogSelection(t *testing.T) {
 	topic.publish(lines(1, 3))
 	topic.complete = true
 	base := time.Unix(1000, 0).UnixNano()
-	pos := func(i int) logPos { return logPos{nanos: base + int64(i)} }
+	pos := func(i int) api.LogPos { return api.LogPos{Nanos: base + int64(i)} }
 
 	tests := []struct {
 		name        string
@@ -83,7 +84,7 @@ func TestPodLogSelection(t *testing.T) {
 	})
 	t.Run("sinceTime maps to after the instant before", func(t *testing.T) {
 		since := time.Unix(1000, 5)
-		w := linesWanted(Join{Spec: Spec{SinceTime: &since}})
+		w := linesWanted(Join{Spec: api.Spec{SinceTime: &since}})
 		check(t, w, []int{5, 6, 7}, true)
 	})
 }
@@ -94,30 +95,30 @@ func TestPodLogSubscribeDeliversLinesThenEnd(t *testing.T) {
 	topic.complete = true
 	topic.markReady()
 	live := hub.NewClient(10, nil)
-	if err := topic.Subscribe(context.Background(), live.NewSubscription(""), Join{Spec: Spec{Follow: true}}); err != nil {
+	if err := topic.Subscribe(context.Background(), live.NewSubscription(""), Join{Spec: api.Spec{Follow: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if m := recv(t, live); len(m.Events) != 2 {
 		t.Fatalf("replay %d events", len(m.Events))
 	}
 	topic.publish(lines(3, 1))
-	if m := recv(t, live); ids(m.Events) != (logPos{nanos: time.Unix(1000, 3).UnixNano()}).String() {
+	if m := recv(t, live); ids(m.Events) != (api.LogPos{Nanos: time.Unix(1000, 3).UnixNano()}).String() {
 		t.Fatalf("live line %s", ids(m.Events))
 	}
 	topic.finish(hub.Event{}, "terminated")
-	if m := recv(t, live); !m.End || m.Events[0].ID != EndID {
+	if m := recv(t, live); !m.End || m.Events[0].ID != api.EndID {
 		t.Fatalf("end message %+v", m)
 	}
 	// After the end, a newcomer gets every line and the end.
 	late := hub.NewClient(10, nil)
-	_ = topic.Subscribe(context.Background(), late.NewSubscription(""), Join{Spec: Spec{Follow: true}})
+	_ = topic.Subscribe(context.Background(), late.NewSubscription(""), Join{Spec: api.Spec{Follow: true}})
 	m := recv(t, late)
-	if len(m.Events) != 4 || !m.End || m.Events[3].Name != EventEnd {
+	if len(m.Events) != 4 || !m.End || m.Events[3].Name != api.EventEnd {
 		t.Fatalf("late joiner got %d events end=%v", len(m.Events), m.End)
 	}
 	// follow=false: the lines, then an end, and no attachment.
 	once := hub.NewClient(10, nil)
-	_ = topic.Subscribe(context.Background(), once.NewSubscription(""), Join{Spec: Spec{Follow: false}})
+	_ = topic.Subscribe(context.Background(), once.NewSubscription(""), Join{Spec: api.Spec{Follow: false}})
 	if m := recv(t, once); !m.End {
 		t.Fatal("no end for follow=false")
 	}
@@ -145,7 +146,7 @@ func TestWorkflowLogPositionsOnlyGrow(t *testing.T) {
 		}
 	}
 	b := t0.UnixNano()
-	want := []logPos{{b + 10, 0}, {b + 20, 0}, {b + 20, 1}, {b + 20, 2}}
+	want := []api.LogPos{{Nanos: b + 10, Rank: 0}, {Nanos: b + 20, Rank: 0}, {Nanos: b + 20, Rank: 1}, {Nanos: b + 20, Rank: 2}}
 	for i, w := range want {
 		if got[i] != w.String() {
 			t.Fatalf("ids %v, want %v", got, want)
@@ -153,7 +154,7 @@ func TestWorkflowLogPositionsOnlyGrow(t *testing.T) {
 	}
 	// Resuming after the second id sends the rest exactly.
 	r := hub.NewClient(10, nil)
-	_ = topic.Subscribe(context.Background(), r.NewSubscription(""), Join{Resume: Resume{Set: true, log: want[1]}})
+	_ = topic.Subscribe(context.Background(), r.NewSubscription(""), Join{Resume: api.Resume{Set: true, Log: want[1]}})
 	if m := recv(t, r); ids(m.Events) != want[2].String()+","+want[3].String() {
 		t.Fatalf("resume got %s", ids(m.Events))
 	}
@@ -194,10 +195,10 @@ func TestMetricsTopicFiltersAndSkipsRepeats(t *testing.T) {
 	_ = topic.Subscribe(context.Background(), late.NewSubscription(""), Join{})
 	recv(t, late)
 	same := hub.NewClient(10, nil)
-	_ = topic.Subscribe(context.Background(), same.NewSubscription(""), Join{Resume: Resume{Set: true, ID: "3000000000"}})
+	_ = topic.Subscribe(context.Background(), same.NewSubscription(""), Join{Resume: api.Resume{Set: true, ID: "3000000000"}})
 	noMessage(t, same)
 	topic.update(nil, time.Unix(4, 0), errors.New("metrics API unavailable"))
-	if m := recv(t, c); m.Events[0].Name != EventError {
+	if m := recv(t, c); m.Events[0].Name != api.EventError {
 		t.Fatalf("failure got %v", eventNames(m))
 	}
 }
@@ -246,7 +247,7 @@ func TestAppsTopic(t *testing.T) {
 	go topic.Run(ctx)
 	<-src.watching
 	snap := recv(t, c)
-	if snap.Events[0].Name != EventSnapshot || !strings.Contains(string(snap.Events[0].Data), `"app":"web"`) {
+	if snap.Events[0].Name != api.EventSnapshot || !strings.Contains(string(snap.Events[0].Data), `"app":"web"`) {
 		t.Fatalf("snapshot %q", snap.Wire)
 	}
 	src.changes <- AppChange{App: "db", Summary: json.RawMessage(`{"run":"Degraded"}`)}
@@ -254,12 +255,12 @@ func TestAppsTopic(t *testing.T) {
 	src.changes <- AppChange{App: "db", Summary: json.RawMessage(`{"run":"Degraded"}`)} // no change: nothing sent
 	src.changes <- AppChange{App: "web"}                                                // deleted
 	del := recv(t, c)
-	if first.Events[0].Name != EventApp || del.Events[0].Name != EventDeleted {
+	if first.Events[0].Name != api.EventApp || del.Events[0].Name != api.EventDeleted {
 		t.Fatalf("got %v then %v", eventNames(first), eventNames(del))
 	}
 	// Resume after the first change: only the deletion.
 	r := hub.NewClient(10, nil)
-	_ = topic.Subscribe(ctx, r.NewSubscription(""), Join{Resume: Resume{Set: true, ID: first.LastID()}})
+	_ = topic.Subscribe(ctx, r.NewSubscription(""), Join{Resume: api.Resume{Set: true, ID: first.LastID()}})
 	if m := recv(t, r); m.LastID() != del.LastID() || len(m.Events) != 1 {
 		t.Fatalf("resume got %v", eventNames(m))
 	}
@@ -268,11 +269,11 @@ func TestAppsTopic(t *testing.T) {
 	src.state = map[string]string{"db": `{"run":"Running"}`}
 	src.mu.Unlock()
 	src.fail <- errors.New("redis: connection reset")
-	if m := recv(t, c); m.Events[0].Name != EventError {
+	if m := recv(t, c); m.Events[0].Name != api.EventError {
 		t.Fatalf("failure got %v", eventNames(m))
 	}
 	<-src.watching
-	if m := recv(t, c); m.Events[0].Name != EventRelist || !strings.Contains(string(m.Wire), `"Running"`) {
+	if m := recv(t, c); m.Events[0].Name != api.EventRelist || !strings.Contains(string(m.Wire), `"Running"`) {
 		t.Fatalf("after recovery %q", m.Wire)
 	}
 }

@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -86,7 +87,7 @@ func (t *appsTopic) Run(ctx context.Context) {
 			t.apply(c)
 		}
 		ready := func() {
-			t.metrics.Request(string(KindApps), "list")
+			t.metrics.Request(string(api.KindApps), "list")
 			items, err := t.src.Snapshot(ctx, t.cluster, t.ns)
 			if err != nil {
 				t.fail(fmt.Errorf("app summaries: %w", err))
@@ -103,13 +104,13 @@ func (t *appsTopic) Run(ctx context.Context) {
 			pending, snapshot = nil, true
 			backoff = t.backoff[0]
 		}
-		closed := t.metrics.UpstreamOpen(string(KindApps), "subscribe")
+		closed := t.metrics.UpstreamOpen(string(api.KindApps), "subscribe")
 		err := t.src.Watch(ctx, t.cluster, t.ns, ready, onChange)
 		closed()
 		if ctx.Err() != nil {
 			return
 		}
-		t.metrics.Error(string(KindApps))
+		t.metrics.Error(string(api.KindApps))
 		if err == nil {
 			err = fmt.Errorf("app summaries: subscription ended")
 		}
@@ -133,9 +134,9 @@ func (t *appsTopic) replace(items []AppChange) {
 	t.seq++
 	t.ring.reset()
 	t.base = t.seq
-	typ := EventSnapshot
+	typ := api.EventSnapshot
 	if relist {
-		typ = EventRelist
+		typ = api.EventRelist
 	}
 	t.fan.Broadcast(hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), t.encodeListLocked(typ))))
 }
@@ -148,7 +149,7 @@ func (t *appsTopic) encodeListLocked(typ string) []byte {
 	slices.Sort(names)
 	p := listPayload{Type: typ, Items: make([]any, 0, len(names))}
 	for _, n := range names {
-		p.Items = append(p.Items, appPayload{Type: EventApp, App: n, Summary: t.apps[n]})
+		p.Items = append(p.Items, appPayload{Type: api.EventApp, App: n, Summary: t.apps[n]})
 	}
 	return mustJSON(p)
 }
@@ -157,13 +158,13 @@ func (t *appsTopic) apply(c AppChange) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, had := t.apps[c.App]
-	typ := EventApp
+	typ := api.EventApp
 	if c.Summary == nil {
 		if !had {
 			return
 		}
 		delete(t.apps, c.App)
-		typ = EventDeleted
+		typ = api.EventDeleted
 	} else {
 		if had && string(old) == string(c.Summary) {
 			return
@@ -196,7 +197,7 @@ func (t *appsTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) er
 		if j.Resume.Set && epoch == t.epoch && err == nil && seq >= t.base && seq <= t.seq {
 			msg = changesAfter(t.ring, seq)
 		} else {
-			msg = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.id(t.seq), t.encodeListLocked(EventSnapshot)))
+			msg = hub.NewMessage(false, hub.NewEvent(api.EventSnapshot, t.id(t.seq), t.encodeListLocked(api.EventSnapshot)))
 		}
 	}
 	t.joinLocked(s, msg)

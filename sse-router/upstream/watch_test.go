@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -159,7 +160,7 @@ func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 
 	// Resuming within the ring (it holds 102..104) sends exactly what was missed.
 	late := hub.NewClient(100, nil)
-	if err := topic.Subscribe(t.Context(), late.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 102, hasRV: true}}); err != nil {
+	if err := topic.Subscribe(t.Context(), late.NewSubscription(""), Join{Resume: api.Resume{Set: true, RV: 102, HasRV: true}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventNames(recv(t, late)); len(got) != 2 || got[0] != "added@103" || got[1] != "added@104" {
@@ -167,11 +168,11 @@ func TestWatchTopicSnapshotChangesAndResume(t *testing.T) {
 	}
 	// Up to date: nothing to send.
 	current := hub.NewClient(100, nil)
-	_ = topic.Subscribe(t.Context(), current.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 104, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), current.NewSubscription(""), Join{Resume: api.Resume{Set: true, RV: 104, HasRV: true}})
 	noMessage(t, current)
 	// Too old for the ring: a snapshot of the whole state.
 	old := hub.NewClient(100, nil)
-	_ = topic.Subscribe(t.Context(), old.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 100, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), old.NewSubscription(""), Join{Resume: api.Resume{Set: true, RV: 100, HasRV: true}})
 	m := recv(t, old)
 	if got := eventNames(m); got[0] != "snapshot@104" {
 		t.Fatalf("too-old resume got %v, want a snapshot", got)
@@ -226,7 +227,7 @@ func TestWatchTopicResumesAndRelists(t *testing.T) {
 	waitWatch(t, f)
 	// Someone resuming from before the relist gets a snapshot.
 	c2 := hub.NewClient(100, nil)
-	_ = topic.Subscribe(t.Context(), c2.NewSubscription(""), Join{Resume: Resume{Set: true, rv: 101, hasRV: true}})
+	_ = topic.Subscribe(t.Context(), c2.NewSubscription(""), Join{Resume: api.Resume{Set: true, RV: 101, HasRV: true}})
 	if got := eventNames(recv(t, c2)); got[0] != "snapshot@170" {
 		t.Fatalf("got %v", got)
 	}
@@ -237,24 +238,24 @@ func TestWatchTopicReportsFailures(t *testing.T) {
 	f.listErr = apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("no"))
 	topic, c := runWatchTopic(t, f, 10)
 	m := recv(t, c)
-	if m.Events[0].Name != EventError {
+	if m.Events[0].Name != api.EventError {
 		t.Fatalf("got %v, want an error event", eventNames(m))
 	}
-	var p ErrorPayload
+	var p api.ErrorPayload
 	if err := json.Unmarshal(m.Events[0].Data[len("data: "):], &p); err != nil || p.Status != 403 || !p.Retrying {
 		t.Fatalf("error payload %+v (%v)", p, err)
 	}
 	// A subscriber joining meanwhile learns of it too.
 	c2 := hub.NewClient(100, nil)
 	_ = topic.Subscribe(t.Context(), c2.NewSubscription(""), Join{})
-	if m := recv(t, c2); m.Events[0].Name != EventError {
+	if m := recv(t, c2); m.Events[0].Name != api.EventError {
 		t.Fatalf("late joiner got %v", eventNames(m))
 	}
 	// Recovery: the snapshot follows.
 	f.mu.Lock()
 	f.listErr = nil
 	f.mu.Unlock()
-	if m := recv(t, c); m.Events[0].Name != EventSnapshot {
+	if m := recv(t, c); m.Events[0].Name != api.EventSnapshot {
 		t.Fatalf("after recovery: %v", eventNames(m))
 	}
 }

@@ -1,4 +1,4 @@
-package stream
+package api
 
 import (
 	"errors"
@@ -237,12 +237,12 @@ func TestParseResume(t *testing.T) {
 		check   func(Resume) bool
 	}{
 		{KindPods, "", false, func(r Resume) bool { return !r.Set }},
-		{KindPods, "12345", false, func(r Resume) bool { return r.hasRV && r.rv == 12345 }},
-		{KindPods, "opaque-v1", false, func(r Resume) bool { return r.Set && !r.hasRV }},
+		{KindPods, "12345", false, func(r Resume) bool { return r.HasRV && r.RV == 12345 }},
+		{KindPods, "opaque-v1", false, func(r Resume) bool { return r.Set && !r.HasRV }},
 		{KindPods, "a\nb", true, nil},
 		{KindPods, strings.Repeat("9", 200), true, nil},
-		{KindPodLog, "1700000000000000000", false, func(r Resume) bool { return r.log == logPos{nanos: 1700000000000000000} }},
-		{KindPodLog, "1700000000000000000.3", false, func(r Resume) bool { return r.log == logPos{nanos: 1700000000000000000, rank: 3} }},
+		{KindPodLog, "1700000000000000000", false, func(r Resume) bool { return r.Log == LogPos{Nanos: 1700000000000000000} }},
+		{KindPodLog, "1700000000000000000.3", false, func(r Resume) bool { return r.Log == LogPos{Nanos: 1700000000000000000, Rank: 3} }},
 		{KindPodLog, "end", false, func(r Resume) bool { return r.Ended }},
 		{KindPodLog, "17.0", true, nil},
 		{KindPodLog, "-5", true, nil},
@@ -275,8 +275,8 @@ func FuzzParseResume(f *testing.F) {
 			}
 			if (k == KindPodLog || k == KindWorkflowLog) && r.Set && !r.Ended {
 				// A log position prints back as itself.
-				if r.log.String() != id {
-					t.Fatalf("%q parsed as %v", id, r.log)
+				if r.Log.String() != id {
+					t.Fatalf("%q parsed as %v", id, r.Log)
 				}
 			}
 		}

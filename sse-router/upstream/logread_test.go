@@ -1,7 +1,8 @@
-package stream
+package upstream
 
 import (
 	"bytes"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"io"
 	"strings"
 	"testing"
@@ -19,14 +20,14 @@ func TestLineParserRanksLinesOfOneInstant(t *testing.T) {
 	}
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()
 	want := []struct {
-		pos  logPos
+		pos  api.LogPos
 		text string
 	}{
-		{logPos{base + 1, 0}, "a"},
-		{logPos{base + 1, 1}, "b"},
-		{logPos{base + 2, 0}, "c"},
-		{logPos{base + 2, 1}, "no timestamp here"},
-		{logPos{base + 2, 2}, ""},
+		{api.LogPos{Nanos: base + 1, Rank: 0}, "a"},
+		{api.LogPos{Nanos: base + 1, Rank: 1}, "b"},
+		{api.LogPos{Nanos: base + 2, Rank: 0}, "c"},
+		{api.LogPos{Nanos: base + 2, Rank: 1}, "no timestamp here"},
+		{api.LogPos{Nanos: base + 2, Rank: 2}, ""},
 	}
 	for i, raw := range in {
 		l := p.parse([]byte(raw + "\n"))
@@ -38,7 +39,7 @@ func TestLineParserRanksLinesOfOneInstant(t *testing.T) {
 
 func TestReadLinesBatchesAndSkips(t *testing.T) {
 	body := "2026-01-02T03:04:05.1Z one\n2026-01-02T03:04:05.2Z two\n2026-01-02T03:04:05.3Z three\n2026-01-02T03:04:05.3Z four"
-	skip := logPos{nanos: time.Date(2026, 1, 2, 3, 4, 5, 2e8, time.UTC).UnixNano()}
+	skip := api.LogPos{Nanos: time.Date(2026, 1, 2, 3, 4, 5, 2e8, time.UTC).UnixNano()}
 	var batches [][]logLine
 	err := readLines(strings.NewReader(body), &lineParser{}, &skip, func(b []logLine) {
 		batches = append(batches, append([]logLine(nil), b...))
@@ -56,8 +57,8 @@ func TestReadLinesBatchesAndSkips(t *testing.T) {
 	if strings.Join(texts, ",") != "three,four" {
 		t.Fatalf("lines %v, want three,four (after the skipped position; an unterminated last line kept at EOF)", texts)
 	}
-	if batches[0][1].pos.rank != 1 {
-		t.Fatalf("four has rank %d, want 1", batches[0][1].pos.rank)
+	if batches[0][1].pos.Rank != 1 {
+		t.Fatalf("four has rank %d, want 1", batches[0][1].pos.Rank)
 	}
 }
 
@@ -116,16 +117,16 @@ func FuzzReadLines(f *testing.F) {
 		}
 		for i := 1; i < len(lines); i++ {
 			a, b := lines[i-1].pos, lines[i].pos
-			if a.nanos == b.nanos && b.rank != a.rank+1 {
-				t.Fatalf("ranks %d then %d at one instant", a.rank, b.rank)
+			if a.Nanos == b.Nanos && b.Rank != a.Rank+1 {
+				t.Fatalf("ranks %d then %d at one instant", a.Rank, b.Rank)
 			}
 		}
 		// Every id parses back to its position.
 		for _, l := range lines {
-			if l.pos.nanos < 0 {
+			if l.pos.Nanos < 0 {
 				continue
 			}
-			p, ok := parseLogPos(l.pos.String())
+			p, ok := api.ParseLogPos(l.pos.String())
 			if !ok || p != l.pos {
 				t.Fatalf("id %q does not parse back", l.pos.String())
 			}

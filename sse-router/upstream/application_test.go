@@ -1,10 +1,11 @@
-package stream
+package upstream
 
 import (
 	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -266,7 +267,7 @@ func TestApplicationTopic(t *testing.T) {
 	if got := eventNames(m); len(got) != 1 || got[0] != "application@100" {
 		t.Fatalf("first message %v, want the state at 100", got)
 	}
-	if typ, v := payloadOf(t, m, 0); typ != EventApplication || v != nil {
+	if typ, v := payloadOf(t, m, 0); typ != api.EventApplication || v != nil {
 		t.Fatalf("first payload %s %+v, want no Application", typ, v)
 	}
 	w := f.next(t)
@@ -274,7 +275,7 @@ func TestApplicationTopic(t *testing.T) {
 	app := application(t, nil)
 	w.Add(withRV(app, 101))
 	m = recv(t, early)
-	if typ, v := payloadOf(t, m, 0); m.Events[0].ID != "101" || typ != EventApplication || v == nil || v.Health.Status != "Progressing" {
+	if typ, v := payloadOf(t, m, 0); m.Events[0].ID != "101" || typ != api.EventApplication || v == nil || v.Health.Status != "Progressing" {
 		t.Fatalf("created: %v %s %+v", eventNames(m), typ, v)
 	}
 	// Argo CD's reconciliation alone sends nothing.
@@ -293,7 +294,7 @@ func TestApplicationTopic(t *testing.T) {
 
 	join := func(rv uint64) *hub.Client {
 		c := hub.NewClient(100, nil)
-		_ = topic.Subscribe(t.Context(), c.NewSubscription(""), Join{Resume: Resume{Set: true, rv: rv, hasRV: true}})
+		_ = topic.Subscribe(t.Context(), c.NewSubscription(""), Join{Resume: api.Resume{Set: true, RV: rv, HasRV: true}})
 		return c
 	}
 	// Resuming: exactly the views missed; nothing when up to date (whatever Argo CD
@@ -308,7 +309,7 @@ func TestApplicationTopic(t *testing.T) {
 	}
 	fresh := hub.NewClient(100, nil)
 	_ = topic.Subscribe(t.Context(), fresh.NewSubscription(""), Join{})
-	if m := recv(t, fresh); m.Events[0].Name != EventApplication {
+	if m := recv(t, fresh); m.Events[0].Name != api.EventApplication {
 		t.Fatalf("new subscriber: %v", eventNames(m))
 	} else if _, v := payloadOf(t, m, 0); v == nil || v.Health.Status != "Healthy" {
 		t.Fatalf("new subscriber's view %+v", v)
@@ -316,13 +317,13 @@ func TestApplicationTopic(t *testing.T) {
 
 	w.Delete(withRV(app, 111))
 	m = recv(t, early)
-	if typ, v := payloadOf(t, m, 0); m.Events[0].Name != EventDeleted || m.Events[0].ID != "111" || typ != EventDeleted || v != nil {
+	if typ, v := payloadOf(t, m, 0); m.Events[0].Name != api.EventDeleted || m.Events[0].ID != "111" || typ != api.EventDeleted || v != nil {
 		t.Fatalf("deletion: %v %s %+v", eventNames(m), typ, v)
 	}
 	recv(t, fresh)
 	late := hub.NewClient(100, nil)
 	_ = topic.Subscribe(t.Context(), late.NewSubscription(""), Join{})
-	if m := recv(t, late); m.Events[0].Name != EventApplication {
+	if m := recv(t, late); m.Events[0].Name != api.EventApplication {
 		t.Fatalf("after the deletion: %v", eventNames(m))
 	} else if _, v := payloadOf(t, m, 0); v != nil {
 		t.Fatalf("after the deletion: %+v, want none", v)
@@ -338,7 +339,7 @@ func TestApplicationTopic(t *testing.T) {
 	f.mu.Unlock()
 	w.Error(&metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonExpired})
 	m = recv(t, early)
-	if typ, v := payloadOf(t, m, 0); m.Events[0].ID != "125" || typ != EventApplication || v == nil {
+	if typ, v := payloadOf(t, m, 0); m.Events[0].ID != "125" || typ != api.EventApplication || v == nil {
 		t.Fatalf("relist: %v %s %+v", eventNames(m), typ, v)
 	}
 }

@@ -1,15 +1,12 @@
-package stream
+package api
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
-	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 )
 
 // Event names. Every payload is a JSON object whose "type" member repeats the name, so
@@ -27,17 +24,6 @@ const (
 	EventError       = "error"
 	EventEnd         = "end"
 )
-
-type objectPayload struct {
-	Type   string `json:"type"`
-	Object any    `json:"object"`
-}
-
-type listPayload struct {
-	Type            string `json:"type"`
-	ResourceVersion string `json:"resourceVersion,omitempty"`
-	Items           []any  `json:"items"`
-}
 
 // ErrorPayload is the data of an `error` event.
 type ErrorPayload struct {
@@ -77,10 +63,6 @@ type PublicError struct {
 }
 
 func (e *PublicError) Error() string { return e.Message }
-
-func publicErrorf(code, format string, args ...any) error {
-	return &PublicError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
 
 // ErrorPayloadOf describes err for clients: a stable code and a message that never holds
 // the upstream's own text beyond what concerns the user's request (a pod or container
@@ -131,30 +113,4 @@ func scrub(msg string) string {
 type EndPayload struct {
 	Type   string `json:"type"`
 	Reason string `json:"reason,omitempty"`
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only the router's own payload types are encoded; they always encode. Still,
-		// a stream must not die of it: send the failure instead.
-		b, _ = json.Marshal(ErrorPayload{Type: EventError, Code: CodeUpstreamError, Message: "encoding failed", Retrying: true})
-	}
-	return b
-}
-
-// errorEvent describes err for subscribers (see ErrorPayloadOf); callers log err.
-func errorEvent(id string, err error, retrying bool) hub.Event {
-	return hub.NewEvent(EventError, id, mustJSON(ErrorPayloadOf(err, retrying)))
-}
-
-func endEvent(reason string) hub.Event {
-	return hub.NewEvent(EventEnd, EndID, mustJSON(EndPayload{Type: EventEnd, Reason: reason}))
-}
-
-// notFoundEvent is the error sent when what a stream follows does not exist.
-func notFoundEvent(id, msg string) hub.Event {
-	return hub.NewEvent(EventError, id, mustJSON(ErrorPayload{
-		Type: EventError, Status: http.StatusNotFound, Code: CodeNotFound, Reason: "NotFound", Message: msg,
-	}))
 }

@@ -1,10 +1,11 @@
-package stream
+package upstream
 
 import (
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"io"
 	"strings"
 	"time"
@@ -23,7 +24,7 @@ const maxBatch = 512
 
 // logLine is one line of a container's log.
 type logLine struct {
-	pos  logPos
+	pos  api.LogPos
 	time time.Time
 	text string
 }
@@ -32,7 +33,7 @@ type logLine struct {
 // timestamp the kubelet prefixes (asked with timestamps=true) and a rank among lines
 // with the same timestamp.
 type lineParser struct {
-	last logPos
+	last api.LogPos
 	seen bool
 }
 
@@ -53,15 +54,15 @@ func (p *lineParser) parse(raw []byte) logLine {
 	} else if t, err := time.Parse(time.RFC3339Nano, string(raw)); err == nil {
 		ts, text, ok = t, nil, true
 	}
-	var pos logPos
+	var pos api.LogPos
 	switch {
-	case ok && (!p.seen || ts.UnixNano() != p.last.nanos):
-		pos = logPos{nanos: ts.UnixNano()}
+	case ok && (!p.seen || ts.UnixNano() != p.last.Nanos):
+		pos = api.LogPos{Nanos: ts.UnixNano()}
 	case ok:
-		pos = logPos{nanos: ts.UnixNano(), rank: p.last.rank + 1}
+		pos = api.LogPos{Nanos: ts.UnixNano(), Rank: p.last.Rank + 1}
 	default:
-		pos = logPos{nanos: p.last.nanos, rank: p.last.rank + 1}
-		ts = p.last.time()
+		pos = api.LogPos{Nanos: p.last.Nanos, Rank: p.last.Rank + 1}
+		ts = p.last.Time()
 	}
 	p.last, p.seen = pos, true
 	return logLine{pos: pos, time: ts.UTC(), text: string(text)}
@@ -70,7 +71,7 @@ func (p *lineParser) parse(raw []byte) logLine {
 // readLines reads a log stream, giving each batch of lines to emit: what is readable
 // at once (a burst, a backlog) goes in one batch. Lines at or before skipThrough are
 // dropped (they were seen before a reconnect). It returns nil at the end of the stream.
-func readLines(body io.Reader, p *lineParser, skipThrough *logPos, emit func([]logLine)) error {
+func readLines(body io.Reader, p *lineParser, skipThrough *api.LogPos, emit func([]logLine)) error {
 	br := bufio.NewReaderSize(body, 32<<10)
 	var (
 		batch []logLine
@@ -95,7 +96,7 @@ func readLines(body io.Reader, p *lineParser, skipThrough *logPos, emit func([]l
 		if len(buf) > 0 && (err == nil || errors.Is(err, io.EOF)) {
 			l := p.parse(buf)
 			buf = buf[:0]
-			if skipThrough == nil || skipThrough.less(l.pos) {
+			if skipThrough == nil || skipThrough.Less(l.pos) {
 				// Once past the old position, everything is new, even a line whose
 				// clock went backwards.
 				skipThrough = nil
@@ -139,7 +140,7 @@ func openLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r log
 }
 
 // fetchLog reads a log to its current end (no follow).
-func fetchLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r logRequest, skipThrough *logPos) ([]logLine, error) {
+func fetchLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r logRequest, skipThrough *api.LogPos) ([]logLine, error) {
 	r.follow = false
 	body, err := openLog(ctx, cs, ns, pod, r)
 	if err != nil {
@@ -203,7 +204,7 @@ func defaultContainer(pod *corev1.Pod) (string, error) {
 		return c, nil
 	}
 	if len(pod.Spec.Containers) == 0 {
-		return "", publicErrorf(CodeInvalid, "pod %s has no containers", pod.Name)
+		return "", publicErrorf(api.CodeInvalid, "pod %s has no containers", pod.Name)
 	}
 	return pod.Spec.Containers[0].Name, nil
 }

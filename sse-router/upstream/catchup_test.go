@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -147,7 +148,7 @@ func TestPodLogCatchUpOutrunByTheFollow(t *testing.T) {
 	logs.mu.Unlock()
 
 	c := hub.NewClient(1000, nil)
-	if err := topic.Subscribe(t.Context(), c.NewSubscription(""), Join{Spec: Spec{Follow: true}}); err != nil {
+	if err := topic.Subscribe(t.Context(), c.NewSubscription(""), Join{Spec: api.Spec{Follow: true}}); err != nil {
 		t.Fatal(err)
 	}
 	after := texts(5, "after")
@@ -159,7 +160,7 @@ func TestPodLogCatchUpOutrunByTheFollow(t *testing.T) {
 		select {
 		case d := <-c.Deliveries():
 			for _, ev := range d.Msg.Events {
-				if ev.Name != EventLog {
+				if ev.Name != api.EventLog {
 					t.Fatalf("%s event: %s", ev.Name, ev.Data)
 				}
 				got = append(got, lineText(t, ev))

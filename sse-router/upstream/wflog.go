@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"container/heap"
 	"context"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -125,13 +126,13 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 	defer cancel()
 
 	wfLoop := &listWatch{
-		kind: string(KindWorkflowLog), metrics: t.metrics, log: t.log,
+		kind: string(api.KindWorkflowLog), metrics: t.metrics, log: t.log,
 		fieldSelector: fields.OneTermEqualSelector("metadata.name", t.name).String(),
 		minBackoff:    t.opts.backoff[0], maxBackoff: t.opts.backoff[1],
 		lw: listWatcherFor(t.argo.ArgoprojV1alpha1().Workflows(t.ns)),
 	}
 	podLoop := &listWatch{
-		kind: string(KindWorkflowLog), metrics: t.metrics, log: t.log,
+		kind: string(api.KindWorkflowLog), metrics: t.metrics, log: t.log,
 		labelSelector: labels.Set{workflowLabel: t.name}.String(),
 		minBackoff:    t.opts.backoff[0], maxBackoff: t.opts.backoff[1],
 		lw: listWatcherFor(t.cs.CoreV1().Pods(t.ns)),
@@ -286,7 +287,7 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 		}
 	}()
 	parser := lineParser{}
-	var last *logPos
+	var last *api.LogPos
 	backoff := t.opts.backoff[0]
 	emit := func(lines []logLine) {
 		f.primed.Store(true)
@@ -300,10 +301,10 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 	for ctx.Err() == nil {
 		req := logRequest{container: t.container, follow: true}
 		if last != nil {
-			since := last.time()
+			since := last.Time()
 			req.since = &since
 		}
-		closed := t.metrics.UpstreamOpen(string(KindWorkflowLog), "follow")
+		closed := t.metrics.UpstreamOpen(string(api.KindWorkflowLog), "follow")
 		body, err := openLog(ctx, t.cs, t.ns, f.pod, req)
 		if err == nil {
 			parser = lineParser{}
@@ -322,7 +323,7 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 			sleep(ctx, jitter(t.opts.backoff[0]))
 			continue
 		}
-		t.metrics.Error(string(KindWorkflowLog))
+		t.metrics.Error(string(api.KindWorkflowLog))
 		gone, waiting, fatal := logProblem(err)
 		switch {
 		case gone:
@@ -357,9 +358,9 @@ func (t *workflowLogTopic) publish(lines []logLine, meta []podLines) {
 	defer t.mu.Unlock()
 	events := make([]hub.Event, len(lines))
 	for i, l := range lines {
-		pos := logPos{nanos: l.time.UnixNano()}
-		if t.hasLast && !t.last.less(pos) {
-			pos = logPos{nanos: t.last.nanos, rank: t.last.rank + 1}
+		pos := api.LogPos{Nanos: l.time.UnixNano()}
+		if t.hasLast && !t.last.Less(pos) {
+			pos = api.LogPos{Nanos: t.last.Nanos, Rank: t.last.Rank + 1}
 		}
 		l.pos = pos
 		events[i] = encodeLogLine(l, meta[i].pod, meta[i].node, "")
@@ -392,13 +393,13 @@ func (t *workflowLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j
 	// Lines no longer kept are announced before the ones that are.
 	var events, kept []hub.Event
 	if j.Resume.Set && !j.Resume.Ended {
-		after := j.Resume.log
+		after := j.Resume.Log
 		var lost bool
 		if kept, lost = t.linesAfter(after); lost {
-			events = append(events, errorEvent(after.String(), publicErrorf(CodeGap, "lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
+			events = append(events, errorEvent(after.String(), publicErrorf(api.CodeGap, "lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
 		}
 	} else if kept = t.linesFrom(0); t.hasEvicted {
-		events = append(events, errorEvent("", publicErrorf(CodeGap, "the first lines of this workflow's log are no longer kept"), true))
+		events = append(events, errorEvent("", publicErrorf(api.CodeGap, "the first lines of this workflow's log are no longer kept"), true))
 	}
 	// Workflow logs take no follow parameter: they are always followed.
 	t.joinLinesLocked(s, append(events, kept...), true)

@@ -1,8 +1,9 @@
-package stream
+package upstream
 
 import (
 	"context"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"math"
 	"sync"
@@ -50,7 +51,7 @@ func (t *podLogTopic) Run(ctx context.Context) {
 	defer t.markReady()
 	if t.container == "" {
 		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
-		t.metrics.Request(string(KindPodLog), "get")
+		t.metrics.Request(string(api.KindPodLog), "get")
 		if err != nil {
 			if gone, _, _ := logProblem(err); gone {
 				t.finish(notFoundEvent("", fmt.Sprintf("pod %s/%s not found", t.ns, t.pod)), "not-found")
@@ -79,7 +80,7 @@ func (t *podLogTopic) fill(ctx context.Context) bool {
 	backoff := t.backoff[0]
 	tail := int64(len(t.ring.buf))
 	for ctx.Err() == nil {
-		t.metrics.Request(string(KindPodLog), "fetch")
+		t.metrics.Request(string(api.KindPodLog), "fetch")
 		lines, err := fetchLog(ctx, t.cs, t.ns, t.pod, logRequest{container: t.container, tail: &tail}, nil)
 		if err == nil {
 			t.publish(lines)
@@ -87,7 +88,7 @@ func (t *podLogTopic) fill(ctx context.Context) bool {
 			t.complete = int64(len(lines)) < tail
 			if !t.complete && t.ring.len() > 0 {
 				// Older lines may exist before the first one kept.
-				t.evicted, t.hasEvicted = t.ring.at(0).pos.before(), true
+				t.evicted, t.hasEvicted = t.ring.at(0).pos.Before(), true
 			}
 			t.failure = nil
 			t.mu.Unlock()
@@ -96,7 +97,7 @@ func (t *podLogTopic) fill(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
-		t.metrics.Error(string(KindPodLog))
+		t.metrics.Error(string(api.KindPodLog))
 		gone, waiting, fatal := logProblem(err)
 		switch {
 		case gone:
@@ -126,16 +127,16 @@ func (t *podLogTopic) follow(ctx context.Context) {
 	for ctx.Err() == nil {
 		t.mu.Lock()
 		req := logRequest{container: t.container, follow: true}
-		var skip *logPos
+		var skip *api.LogPos
 		if t.hasLast {
-			since := t.last.time()
+			since := t.last.Time()
 			req.since = &since
 			last := t.last
 			skip = &last
 		}
 		t.mu.Unlock()
 
-		closed := t.metrics.UpstreamOpen(string(KindPodLog), "follow")
+		closed := t.metrics.UpstreamOpen(string(api.KindPodLog), "follow")
 		body, err := openLog(ctx, t.cs, t.ns, t.pod, req)
 		if err == nil {
 			t.clearFailure()
@@ -147,7 +148,7 @@ func (t *podLogTopic) follow(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			t.metrics.Error(string(KindPodLog))
+			t.metrics.Error(string(api.KindPodLog))
 			gone, waiting, fatal := logProblem(err)
 			switch {
 			case gone:
@@ -170,7 +171,7 @@ func (t *podLogTopic) follow(ctx context.Context) {
 		backoff = t.backoff[0]
 		// The stream ended: the container is done, or the connection was cut.
 		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
-		t.metrics.Request(string(KindPodLog), "get")
+		t.metrics.Request(string(api.KindPodLog), "get")
 		if err == nil && containerDone(pod, t.container) {
 			t.finish(hub.Event{}, "terminated")
 			return
@@ -190,8 +191,8 @@ func (t *podLogTopic) lastID() string {
 }
 
 func encodeLogLine(l logLine, pod, node, container string) hub.Event {
-	return hub.NewEvent(EventLog, l.pos.String(), mustJSON(logLinePayload{
-		Type: EventLog, Time: l.time.Format(time.RFC3339Nano), Pod: pod, Node: node, Container: container, Line: l.text,
+	return hub.NewEvent(api.EventLog, l.pos.String(), mustJSON(logLinePayload{
+		Type: api.EventLog, Time: l.time.Format(time.RFC3339Nano), Pod: pod, Node: node, Container: container, Line: l.text,
 	}))
 }
 
@@ -255,7 +256,7 @@ func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join
 
 // wanted says which lines a subscriber asks for: those after a position, or the last n.
 type wanted struct {
-	after    logPos
+	after    api.LogPos
 	hasAfter bool
 	tail     int64 // -1: no limit
 }
@@ -263,10 +264,10 @@ type wanted struct {
 func linesWanted(j Join) wanted {
 	switch {
 	case j.Resume.Set && !j.Resume.Ended:
-		return wanted{after: j.Resume.log, hasAfter: true, tail: -1}
+		return wanted{after: j.Resume.Log, hasAfter: true, tail: -1}
 	case j.Spec.SinceTime != nil:
 		// Lines at or after the time: after the last possible position just before it.
-		return wanted{after: logPos{nanos: j.Spec.SinceTime.UnixNano() - 1, rank: math.MaxInt32}, hasAfter: true, tail: -1}
+		return wanted{after: api.LogPos{Nanos: j.Spec.SinceTime.UnixNano() - 1, Rank: math.MaxInt32}, hasAfter: true, tail: -1}
 	case j.Spec.TailLines != nil:
 		return wanted{tail: *j.Spec.TailLines}
 	}
@@ -298,11 +299,11 @@ const maxCatchUpReads = 5
 // the lines returned and the subscriber joining.
 func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 	req := logRequest{container: t.container}
-	var skip *logPos
+	var skip *api.LogPos
 	// reached is the last line read; the zero position is before every line.
-	var reached logPos
+	var reached api.LogPos
 	if w.hasAfter {
-		since := w.after.time()
+		since := w.after.Time()
 		req.since = &since
 		skip = &w.after
 		reached = w.after
@@ -315,7 +316,7 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 		gap   bool
 	)
 	for reads := 1; ; reads++ {
-		t.metrics.Request(string(KindPodLog), "fetch")
+		t.metrics.Request(string(api.KindPodLog), "fetch")
 		var more []logLine
 		more, err = fetchLog(ctx, t.cs, t.ns, t.pod, req, skip)
 		older = append(older, more...)
@@ -325,23 +326,23 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 		t.mu.Lock()
 		// Lines followed while this read ran may already have left the ring: read on
 		// from the last line read until the ring reaches back to it.
-		gap = err == nil && t.hasEvicted && reached.less(t.evicted)
+		gap = err == nil && t.hasEvicted && reached.Less(t.evicted)
 		if !gap || reads == maxCatchUpReads {
 			break
 		}
 		t.mu.Unlock()
-		since, last := reached.time(), reached
+		since, last := reached.Time(), reached
 		req, skip = logRequest{container: t.container, since: &since}, &last
 	}
 
 	var events []hub.Event
-	var first logPos
+	var first api.LogPos
 	hasFirst := t.ring.len() > 0
 	if hasFirst {
 		first = t.ring.at(0).pos
 	}
 	for _, l := range older {
-		if hasFirst && !l.pos.less(first) {
+		if hasFirst && !l.pos.Less(first) {
 			break
 		}
 		events = append(events, encodeLogLine(l, "", "", ""))
@@ -358,12 +359,12 @@ func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
 	}
 	switch {
 	case err != nil:
-		t.metrics.Error(string(KindPodLog))
+		t.metrics.Error(string(api.KindPodLog))
 		t.log.Warn("pod log: earlier lines could not be read", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
-		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(CodeGap, "earlier lines could not be read"), true)}, events...)
+		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(api.CodeGap, "earlier lines could not be read"), true)}, events...)
 	case gap:
-		t.metrics.Error(string(KindPodLog))
-		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(CodeGap, "the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
+		t.metrics.Error(string(api.KindPodLog))
+		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(api.CodeGap, "the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
 	}
 	return events
 }

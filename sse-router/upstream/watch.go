@@ -1,8 +1,9 @@
-package stream
+package upstream
 
 import (
 	"cmp"
 	"context"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,11 +89,11 @@ func (l *changeLog) skip(rv string) {
 
 // since returns what a subscriber resuming with r missed (nil when nothing); ok is false
 // when the log cannot tell and the subscriber needs the full state.
-func (l *changeLog) since(r Resume) (msg *hub.Message, ok bool) {
-	if !r.hasRV || !l.rvNumeric || r.rv < l.base || r.rv > l.rvNum {
+func (l *changeLog) since(r api.Resume) (msg *hub.Message, ok bool) {
+	if !r.HasRV || !l.rvNumeric || r.RV < l.base || r.RV > l.rvNum {
 		return nil, false
 	}
-	return changesAfter(l.ring, r.rv), true
+	return changesAfter(l.ring, r.RV), true
 }
 
 // Run follows the upstream until ctx ends.
@@ -117,7 +118,7 @@ func (t *watchTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) e
 
 func (t *watchTopic) snapshotLocked() *hub.Message {
 	if t.snapshot == nil {
-		t.snapshot = hub.NewMessage(false, hub.NewEvent(EventSnapshot, t.log.rv, encodeList(EventSnapshot, t.log.rv, t.items)))
+		t.snapshot = hub.NewMessage(false, hub.NewEvent(api.EventSnapshot, t.log.rv, encodeList(api.EventSnapshot, t.log.rv, t.items)))
 	}
 	return t.snapshot
 }
@@ -149,9 +150,9 @@ func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
 		t.prepare(obj)
 		m[objectKey(obj)] = obj
 	}
-	typ := EventSnapshot
+	typ := api.EventSnapshot
 	if relist {
-		typ = EventRelist
+		typ = api.EventRelist
 	}
 	msg := hub.NewMessage(false, hub.NewEvent(typ, rv, encodeList(typ, rv, m)))
 

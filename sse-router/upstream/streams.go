@@ -2,12 +2,13 @@
 // events), pod log follows, merged workflow logs, pod metrics polls, app summaries and
 // apps' Argo CD Applications, each a topic many subscribers share, and the parsing of
 // stream requests.
-package stream
+package upstream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"time"
 
@@ -33,8 +34,8 @@ type Topic interface {
 
 // Join is what a subscriber asks of a topic.
 type Join struct {
-	Spec   Spec
-	Resume Resume
+	Spec   api.Spec
+	Resume api.Resume
 }
 
 // Errors of Open.
@@ -107,7 +108,7 @@ type Streams struct {
 	clusters *kube.Clusters
 	cfg      Config
 
-	watches  map[Kind]*hub.Registry[*watchTopic]
+	watches  map[api.Kind]*hub.Registry[*watchTopic]
 	podLogs  *hub.Registry[*podLogTopic]
 	wfLogs   *hub.Registry[*workflowLogTopic]
 	pollers  *hub.Registry[*metricsPoller]
@@ -135,28 +136,28 @@ func New(ctx context.Context, clusters *kube.Clusters, cfg Config) *Streams {
 		}
 		dyn[name] = d
 	}
-	reg := func(kind Kind) *hub.Registry[*watchTopic] {
+	reg := func(kind api.Kind) *hub.Registry[*watchTopic] {
 		return hub.NewRegistry[*watchTopic](ctx, string(kind), cfg.Linger, cfg.Metrics)
 	}
 	return &Streams{
 		clusters: clusters,
 		cfg:      cfg,
-		watches: map[Kind]*hub.Registry[*watchTopic]{
-			KindPods: reg(KindPods), KindWorkflows: reg(KindWorkflows), KindWorkflow: reg(KindWorkflow), KindEvents: reg(KindEvents),
+		watches: map[api.Kind]*hub.Registry[*watchTopic]{
+			api.KindPods: reg(api.KindPods), api.KindWorkflows: reg(api.KindWorkflows), api.KindWorkflow: reg(api.KindWorkflow), api.KindEvents: reg(api.KindEvents),
 		},
-		podLogs:  hub.NewRegistry[*podLogTopic](ctx, string(KindPodLog), cfg.Linger, cfg.Metrics),
-		wfLogs:   hub.NewRegistry[*workflowLogTopic](ctx, string(KindWorkflowLog), cfg.Linger, cfg.Metrics),
-		pollers:  hub.NewRegistry[*metricsPoller](ctx, string(KindPodMetrics), cfg.Linger, cfg.Metrics),
-		podUsage: hub.NewRegistry[*metricsTopic](ctx, string(KindPodMetrics)+"_app", cfg.Linger, cfg.Metrics),
-		apps:     hub.NewRegistry[*appsTopic](ctx, string(KindApps), cfg.Linger, cfg.Metrics),
-		argoApps: hub.NewRegistry[*applicationTopic](ctx, string(KindApplication), cfg.Linger, cfg.Metrics),
+		podLogs:  hub.NewRegistry[*podLogTopic](ctx, string(api.KindPodLog), cfg.Linger, cfg.Metrics),
+		wfLogs:   hub.NewRegistry[*workflowLogTopic](ctx, string(api.KindWorkflowLog), cfg.Linger, cfg.Metrics),
+		pollers:  hub.NewRegistry[*metricsPoller](ctx, string(api.KindPodMetrics), cfg.Linger, cfg.Metrics),
+		podUsage: hub.NewRegistry[*metricsTopic](ctx, string(api.KindPodMetrics)+"_app", cfg.Linger, cfg.Metrics),
+		apps:     hub.NewRegistry[*appsTopic](ctx, string(api.KindApps), cfg.Linger, cfg.Metrics),
+		argoApps: hub.NewRegistry[*applicationTopic](ctx, string(api.KindApplication), cfg.Linger, cfg.Metrics),
 		dynamic:  dyn,
 	}
 }
 
 // Open returns the topic serving spec (shared with every equal spec) and the function to
 // call when done with it.
-func (s *Streams) Open(spec Spec) (Topic, func(), error) {
+func (s *Streams) Open(spec api.Spec) (Topic, func(), error) {
 	cl, ok := s.clusters.Get(spec.Cluster)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w %q", ErrUnknownCluster, spec.Cluster)
@@ -166,7 +167,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 	cfg := s.cfg
 	backoff := [2]time.Duration{cfg.MinBackoff, cfg.MaxBackoff}
 	switch spec.Kind {
-	case KindPods, KindWorkflows, KindWorkflow, KindEvents:
+	case api.KindPods, api.KindWorkflows, api.KindWorkflow, api.KindEvents:
 		t, release := s.watches[spec.Kind].Acquire(key, func() *watchTopic {
 			loop := &listWatch{
 				kind: string(spec.Kind), metrics: cfg.Metrics, log: cfg.Logger,
@@ -175,12 +176,12 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			}
 			prepare := stripMeta
 			switch spec.Kind {
-			case KindPods:
+			case api.KindPods:
 				loop.lw = listWatcherFor(cl.Kubernetes.CoreV1().Pods(ns))
-			case KindEvents:
+			case api.KindEvents:
 				loop.lw = listWatcherFor(cl.Kubernetes.CoreV1().Events(ns))
 			default:
-				if spec.Kind == KindWorkflows {
+				if spec.Kind == api.KindWorkflows {
 					prepare = stripWorkflowForList
 				}
 				loop.lw = listWatcherFor(cl.Argo.ArgoprojV1alpha1().Workflows(ns))
@@ -188,7 +189,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			return newWatchTopic(loop, prepare, cfg.WatchReplay)
 		})
 		return t, release, nil
-	case KindPodLog:
+	case api.KindPodLog:
 		if !spec.Follow {
 			return &oneShotLog{cs: cl.Kubernetes, ns: ns, pod: spec.Name, container: spec.Container, metrics: cfg.Metrics, log: cfg.Logger}, func() {}, nil
 		}
@@ -196,7 +197,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			return newPodLogTopic(cl.Kubernetes, ns, spec.Name, spec.Container, cfg.LogReplay, cfg.Metrics, cfg.Logger, backoff)
 		})
 		return t, release, nil
-	case KindWorkflowLog:
+	case api.KindWorkflowLog:
 		t, release := s.wfLogs.Acquire(key, func() *workflowLogTopic {
 			return newWorkflowLogTopic(cl.Kubernetes, cl.Argo, ns, spec.Name, spec.Container, workflowLogOptions{
 				replay: cfg.WorkflowLogReplay, window: cfg.MergeWindow, maxWait: max(5*cfg.MergeWindow, time.Second),
@@ -204,12 +205,12 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			}, cfg.Metrics, cfg.Logger)
 		})
 		return t, release, nil
-	case KindPodMetrics:
+	case api.KindPodMetrics:
 		sel, err := labels.Parse(spec.Selector)
 		if err != nil {
 			return nil, nil, fmt.Errorf("selector: %w", err)
 		}
-		pollerKey := Spec{Kind: KindPodMetrics, Cluster: spec.Cluster, Namespace: ns}.Key(s.clusters.Default().Name)
+		pollerKey := api.Spec{Kind: api.KindPodMetrics, Cluster: spec.Cluster, Namespace: ns}.Key(s.clusters.Default().Name)
 		t, release := s.podUsage.Acquire(key, func() *metricsTopic {
 			return newMetricsTopic(sel, func() (*metricsPoller, func()) {
 				return s.pollers.Acquire(pollerKey, func() *metricsPoller {
@@ -218,7 +219,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			})
 		})
 		return t, release, nil
-	case KindApps:
+	case api.KindApps:
 		if cfg.Apps == nil {
 			return nil, nil, fmt.Errorf("%w: app summaries are not configured", ErrNotConfigured)
 		}
@@ -226,7 +227,7 @@ func (s *Streams) Open(spec Spec) (Topic, func(), error) {
 			return newAppsTopic(cfg.Apps, cl.Name, ns, cfg.Metrics, cfg.Logger, backoff)
 		})
 		return t, release, nil
-	case KindApplication:
+	case api.KindApplication:
 		dyn := s.dynamic[cl.Name]
 		switch {
 		case cfg.ArgoCDNamespace == "":

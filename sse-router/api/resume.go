@@ -1,4 +1,4 @@
-package stream
+package api
 
 import (
 	"math"
@@ -12,35 +12,35 @@ import (
 // reconnecting.
 const EndID = "end"
 
-// logPos is a log line's position: its timestamp in Unix nanoseconds and, for lines with
+// LogPos is a log line's position: its timestamp in Unix nanoseconds and, for lines with
 // the same timestamp, its rank among them (0 for the first). Its id form is "<nanos>"
 // or "<nanos>.<rank>".
-type logPos struct {
-	nanos int64
-	rank  int32
+type LogPos struct {
+	Nanos int64
+	Rank  int32
 }
 
-func (p logPos) String() string {
-	s := strconv.FormatInt(p.nanos, 10)
-	if p.rank > 0 {
-		s += "." + strconv.FormatInt(int64(p.rank), 10)
+func (p LogPos) String() string {
+	s := strconv.FormatInt(p.Nanos, 10)
+	if p.Rank > 0 {
+		s += "." + strconv.FormatInt(int64(p.Rank), 10)
 	}
 	return s
 }
 
-func (p logPos) less(q logPos) bool {
-	return p.nanos < q.nanos || (p.nanos == q.nanos && p.rank < q.rank)
+func (p LogPos) Less(q LogPos) bool {
+	return p.Nanos < q.Nanos || (p.Nanos == q.Nanos && p.Rank < q.Rank)
 }
 
 // before is the last position before p.
-func (p logPos) before() logPos {
-	if p.rank > 0 {
-		return logPos{nanos: p.nanos, rank: p.rank - 1}
+func (p LogPos) Before() LogPos {
+	if p.Rank > 0 {
+		return LogPos{Nanos: p.Nanos, Rank: p.Rank - 1}
 	}
-	return logPos{nanos: p.nanos - 1, rank: math.MaxInt32}
+	return LogPos{Nanos: p.Nanos - 1, Rank: math.MaxInt32}
 }
 
-func (p logPos) time() time.Time { return time.Unix(0, p.nanos).UTC() }
+func (p LogPos) Time() time.Time { return time.Unix(0, p.Nanos).UTC() }
 
 // Resume is a parsed Last-Event-ID.
 type Resume struct {
@@ -50,11 +50,11 @@ type Resume struct {
 	ID string
 	// Ended: the client saw the stream's end.
 	Ended bool
-	// rv is a watch position (a resourceVersion), when it is a number.
-	rv    uint64
-	hasRV bool
+	// RV is a watch position (a resourceVersion), when it is a number.
+	RV    uint64
+	HasRV bool
 	// log is a log position.
-	log logPos
+	Log LogPos
 }
 
 // ParseResume parses a Last-Event-ID for a stream of kind. Watch ids are resourceVersions:
@@ -74,32 +74,33 @@ func ParseResume(kind Kind, id string) (Resume, error) {
 	}
 	switch kind {
 	case KindPodLog, KindWorkflowLog:
-		p, ok := parseLogPos(id)
+		p, ok := ParseLogPos(id)
 		if !ok {
 			return Resume{}, badParam("Last-Event-ID", "not a log position (<unix nanos>[.<rank>])")
 		}
-		r.log = p
+		r.Log = p
 	default:
 		if n, err := strconv.ParseUint(id, 10, 64); err == nil {
-			r.rv, r.hasRV = n, true
+			r.RV, r.HasRV = n, true
 		}
 	}
 	return r, nil
 }
 
-func parseLogPos(id string) (logPos, bool) {
-	ns, rank, hasRank := strings.Cut(id, ".")
+// ParseLogPos parses a log position id.
+func ParseLogPos(id string) (LogPos, bool) {
+	ns, Rank, hasRank := strings.Cut(id, ".")
 	n, err := strconv.ParseInt(ns, 10, 64)
 	if err != nil || n < 0 || !allDigits(ns) {
-		return logPos{}, false
+		return LogPos{}, false
 	}
-	p := logPos{nanos: n}
+	p := LogPos{Nanos: n}
 	if hasRank {
-		k, err := strconv.ParseInt(rank, 10, 32)
-		if err != nil || k < 1 || !allDigits(rank) {
-			return logPos{}, false
+		k, err := strconv.ParseInt(Rank, 10, 32)
+		if err != nil || k < 1 || !allDigits(Rank) {
+			return LogPos{}, false
 		}
-		p.rank = int32(k)
+		p.Rank = int32(k)
 	}
 	return p, true
 }

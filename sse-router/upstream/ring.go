@@ -1,6 +1,9 @@
-package stream
+package upstream
 
-import "github.com/dwp-sre/dwp-sre/sse-router/hub"
+import (
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
+	"github.com/dwp-sre/dwp-sre/sse-router/hub"
+)
 
 // ring keeps the last cap items pushed, oldest first.
 type ring[T any] struct {
@@ -58,7 +61,7 @@ func (r *ring[T]) search(after func(T) bool) int {
 
 // logEntry is a line a log topic keeps: its position and its event.
 type logEntry struct {
-	pos logPos
+	pos api.LogPos
 	ev  hub.Event
 }
 
@@ -67,17 +70,17 @@ type logEntry struct {
 type logRing struct {
 	ring *ring[logEntry]
 	// evicted is the position of the newest line pushed out of the ring.
-	evicted    logPos
+	evicted    api.LogPos
 	hasEvicted bool
 	// last is the position of the newest line.
-	last    logPos
+	last    api.LogPos
 	hasLast bool
 }
 
 func newLogRing(capacity int) logRing { return logRing{ring: newRing[logEntry](capacity)} }
 
 // push keeps the line at pos, reporting whether it pushed the oldest line out.
-func (r *logRing) push(pos logPos, ev hub.Event) bool {
+func (r *logRing) push(pos api.LogPos, ev hub.Event) bool {
 	old, evicted := r.ring.push(logEntry{pos: pos, ev: ev})
 	if evicted {
 		r.evicted, r.hasEvicted = old.pos, true
@@ -105,9 +108,9 @@ func (r *logRing) linesFrom(i int) []hub.Event {
 
 // linesAfter returns the lines kept after p, and whether some lines after p were pushed
 // out of the ring (so that they are missing).
-func (r *logRing) linesAfter(p logPos) (events []hub.Event, lost bool) {
-	i := r.ring.search(func(e logEntry) bool { return p.less(e.pos) })
-	return r.linesFrom(i), r.hasEvicted && p.less(r.evicted)
+func (r *logRing) linesAfter(p api.LogPos) (events []hub.Event, lost bool) {
+	i := r.ring.search(func(e logEntry) bool { return p.Less(e.pos) })
+	return r.linesFrom(i), r.hasEvicted && p.Less(r.evicted)
 }
 
 // change is a message a topic sent at a position (a resourceVersion, a sequence

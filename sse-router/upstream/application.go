@@ -1,10 +1,11 @@
-package stream
+package upstream
 
 import (
 	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -218,8 +219,8 @@ func (t *applicationTopic) Subscribe(_ context.Context, s *hub.Subscription, j J
 
 func (t *applicationTopic) stateLocked() *hub.Message {
 	if t.state == nil {
-		t.state = hub.NewMessage(false, hub.NewEvent(EventApplication, t.log.rv,
-			mustJSON(applicationPayload{Type: EventApplication, Application: t.view})))
+		t.state = hub.NewMessage(false, hub.NewEvent(api.EventApplication, t.log.rv,
+			mustJSON(applicationPayload{Type: api.EventApplication, Application: t.view})))
 	}
 	return t.state
 }
@@ -259,9 +260,9 @@ func (t *applicationTopic) event(typ watch.EventType, obj runtime.Object, rv str
 		t.log.skip(rv)
 		return
 	}
-	name := EventApplication
+	name := api.EventApplication
 	if view == nil {
-		name = EventDeleted
+		name = api.EventDeleted
 	}
 	msg := hub.NewMessage(false, hub.NewEvent(name, rv, mustJSON(applicationPayload{Type: name, Application: view})))
 	t.view, t.state = view, nil

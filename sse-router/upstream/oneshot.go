@@ -1,8 +1,9 @@
-package stream
+package upstream
 
 import (
 	"context"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +40,7 @@ func (o *oneShotLog) Subscribe(ctx context.Context, s *hub.Subscription, j Join)
 func (o *oneShotLog) read(ctx context.Context, j Join) ([]hub.Event, error) {
 	container := o.container
 	if container == "" {
-		o.metrics.Request(string(KindPodLog), "get")
+		o.metrics.Request(string(api.KindPodLog), "get")
 		pod, err := o.cs.CoreV1().Pods(o.ns).Get(ctx, o.pod, metav1.GetOptions{})
 		if err != nil {
 			return nil, err
@@ -50,14 +51,14 @@ func (o *oneShotLog) read(ctx context.Context, j Join) ([]hub.Event, error) {
 	}
 	req := logRequest{container: container}
 	w := linesWanted(j)
-	var skip *logPos
+	var skip *api.LogPos
 	if w.hasAfter {
-		since := w.after.time()
+		since := w.after.Time()
 		req.since, skip = &since, &w.after
 	} else if w.tail >= 0 {
 		req.tail = &w.tail
 	}
-	o.metrics.Request(string(KindPodLog), "fetch")
+	o.metrics.Request(string(api.KindPodLog), "fetch")
 	lines, err := fetchLog(ctx, o.cs, o.ns, o.pod, req, skip)
 	events := make([]hub.Event, 0, len(lines))
 	for _, l := range lines {

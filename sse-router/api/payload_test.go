@@ -1,6 +1,7 @@
-package stream
+package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -29,14 +30,15 @@ func TestErrorPayloadHidesAddresses(t *testing.T) {
 		{"router's own rights", apierrors.NewForbidden(pods, "", errors.New(`User "system:serviceaccount:dwp-system:dwp-sse-router" cannot list`)), CodeUpstreamRefused, 403, "refused the router"},
 		{"not found", apierrors.NewNotFound(pods, "web-1"), CodeNotFound, 404, `pods "web-1" not found`},
 		{"bad request with an address", apierrors.NewBadRequest(`container "main" in pod "web-1" is waiting: Get https://kubelet.internal:10250/x: 10.1.2.3:10250 refused`), CodeInvalid, 400, `container "main" in pod "web-1" is waiting`},
-		{"router's words", publicErrorf(CodeGap, "the first lines are no longer kept"), CodeGap, 0, "the first lines are no longer kept"},
+		{"router's words", &PublicError{Code: CodeGap, Message: "the first lines are no longer kept"}, CodeGap, 0, "the first lines are no longer kept"},
 		{"too many requests", apierrors.NewTooManyRequests("slow down", 1), CodeUpstreamUnavailable, 429, "unavailable"},
 		{"conflict", apierrors.NewConflict(pods, "web-1", errors.New("x")), CodeUpstreamError, 409, "409 Conflict"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := ErrorPayloadOf(tt.err, true)
-			wire := string(errorEvent("1", tt.err, true).Data)
+			b, _ := json.Marshal(p)
+			wire := string(b)
 			for _, leak := range []string{"127.0.0.1", "6443", "10.0.0.5", "10250", "fd00", "kubelet.internal", "10.1.2.3", "dial", "serviceaccount", "https://"} {
 				if strings.Contains(wire, leak) {
 					t.Errorf("event shows %q: %s", leak, wire)

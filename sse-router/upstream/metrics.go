@@ -1,9 +1,10 @@
-package stream
+package upstream
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -41,18 +42,18 @@ func newMetricsPoller(mc metricsclient.Interface, ns string, interval time.Durat
 
 // Run polls until ctx ends.
 func (p *metricsPoller) Run(ctx context.Context) {
-	closed := p.metrics.UpstreamOpen(string(KindPodMetrics), "poll")
+	closed := p.metrics.UpstreamOpen(string(api.KindPodMetrics), "poll")
 	defer closed()
 	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
 	for {
-		p.metrics.Request(string(KindPodMetrics), "list")
+		p.metrics.Request(string(api.KindPodMetrics), "list")
 		list, err := p.mc.MetricsV1beta1().PodMetricses(p.ns).List(ctx, metav1.ListOptions{})
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			p.metrics.Error(string(KindPodMetrics))
+			p.metrics.Error(string(api.KindPodMetrics))
 			p.log.Warn("pod metrics poll failed", "namespace", p.ns, "err", err)
 			err = fmt.Errorf("pod metrics: %w", err)
 		}
@@ -191,8 +192,8 @@ func (t *metricsTopic) update(list *metricsv1beta1.PodMetricsList, at time.Time,
 	}
 	id := strconv.FormatInt(at.UnixNano(), 10)
 	t.content = content
-	t.latest = hub.NewMessage(false, hub.NewEvent(EventMetrics, id, mustJSON(metricsPayload{
-		Type: EventMetrics, Time: at.UTC().Format(time.RFC3339Nano), metricsContent: c,
+	t.latest = hub.NewMessage(false, hub.NewEvent(api.EventMetrics, id, mustJSON(metricsPayload{
+		Type: api.EventMetrics, Time: at.UTC().Format(time.RFC3339Nano), metricsContent: c,
 	})))
 	t.fan.Broadcast(t.latest)
 }
