@@ -17,6 +17,7 @@ test: services
 ## bench: benchmarks (on a fresh local control plane)
 bench: services
 	@bash sandbox/scripts/with-cluster.sh $(GO) test -run '^$$' -bench . -benchmem $(GOTEST_FLAGS) ./...
+	@bash sandbox/scripts/with-cluster.sh $(GO) run ./sandbox/cmd/dwp-ssebench $(SSEBENCH_FLAGS)
 
 ## build: the project's binaries and the control plane's components into bin/
 build:

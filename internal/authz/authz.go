@@ -20,7 +20,9 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	authnclient "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authzclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	"k8s.io/client-go/util/flowcontrol"
 )
 
 // ErrNoToken means the request carries no bearer token.
@@ -98,18 +100,30 @@ type Options struct {
 	MaxEntries int
 	// Audiences are passed to TokenReview; empty means the API server's own.
 	Audiences []string
-	// Timeout bounds one review request (default 10 s).
+	// Timeout bounds one review request once sent (default 10 s).
 	Timeout time.Duration
+	// QPS and Burst pace review requests (defaults DefaultQPS, DefaultBurst); a negative
+	// QPS sends them unpaced.
+	QPS   float32
+	Burst int
+	// MaxInFlight bounds the review requests awaiting an answer (default DefaultMaxInFlight).
+	MaxInFlight int
+	// MaxWait bounds how long a review waits for the rate limit and an in-flight slot
+	// before failing with ErrBusy (default DefaultMaxWait).
+	MaxWait time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
 }
 
 // Reviewer authenticates and authorizes against one cluster.
 type Reviewer struct {
-	client kubernetes.Interface
-	opts   Options
-	tokens *answerCache[tokenAnswer]
-	access *answerCache[accessAnswer]
+	authn   authnclient.AuthenticationV1Interface
+	authz   authzclient.AuthorizationV1Interface
+	opts    Options
+	limiter flowcontrol.RateLimiter
+	slots   chan struct{} // one per review request in flight
+	tokens  *answerCache[tokenAnswer]
+	access  *answerCache[accessAnswer]
 }
 
 type tokenAnswer struct {
@@ -122,45 +136,24 @@ type accessAnswer struct {
 	reason  string
 }
 
-// NewReviewer asks client's API server; the client's credentials need `create` on
-// tokenreviews and subjectaccessreviews (the system:auth-delegator ClusterRole).
-func NewReviewer(client kubernetes.Interface, opts Options) *Reviewer {
-	if opts.TTL <= 0 {
-		opts.TTL = 10 * time.Second
-	}
-	if opts.DenyTTL <= 0 {
-		opts.DenyTTL = 5 * time.Second
-	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10000
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return &Reviewer{
-		client: client,
-		opts:   opts,
-		tokens: newAnswerCache[tokenAnswer](opts.MaxEntries, opts.Now),
-		access: newAnswerCache[accessAnswer](opts.MaxEntries, opts.Now),
-	}
-}
-
 // Authenticate returns the user a token belongs to, ErrNoToken for an empty token,
 // ErrUnauthenticated when the API server rejects it, or another error when it cannot be
-// asked. Tokens are remembered only by their SHA-256.
+// asked (wrapping ErrBusy when too many reviews are waiting). Tokens are remembered only by
+// their SHA-256.
 func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error) {
 	if token == "" {
 		return User{}, ErrNoToken
 	}
 	sum := sha256.Sum256([]byte(token))
-	ans, _, err := r.tokens.get(ctx, hex.EncodeToString(sum[:]), r.opts.Timeout,
+	ans, _, err := r.tokens.get(ctx, hex.EncodeToString(sum[:]),
 		func(ctx context.Context) (tokenAnswer, time.Duration, error) {
-			tr, err := r.client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
-				Spec: authnv1.TokenReviewSpec{Token: token, Audiences: r.opts.Audiences},
-			}, metav1.CreateOptions{})
+			var tr *authnv1.TokenReview
+			err := r.send(ctx, func(ctx context.Context) (err error) {
+				tr, err = r.authn.TokenReviews().Create(ctx, &authnv1.TokenReview{
+					Spec: authnv1.TokenReviewSpec{Token: token, Audiences: r.opts.Audiences},
+				}, metav1.CreateOptions{})
+				return err
+			})
 			if err != nil {
 				return tokenAnswer{}, 0, fmt.Errorf("token review: %w", err)
 			}
@@ -187,9 +180,9 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 }
 
 // Authorize returns nil when u may perform a, a *ForbiddenError when not, or another error
-// when the API server cannot be asked.
+// when the API server cannot be asked (wrapping ErrBusy when too many reviews are waiting).
 func (r *Reviewer) Authorize(ctx context.Context, u User, a Attributes) error {
-	ans, _, err := r.access.get(ctx, accessKey(u, a), r.opts.Timeout,
+	ans, _, err := r.access.get(ctx, accessKey(u, a),
 		func(ctx context.Context) (accessAnswer, time.Duration, error) {
 			sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 				User:   u.Name,
@@ -210,7 +203,11 @@ func (r *Reviewer) Authorize(ctx context.Context, u User, a Attributes) error {
 					sar.Spec.Extra[k] = v
 				}
 			}
-			res, err := r.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			var res *authzv1.SubjectAccessReview
+			err := r.send(ctx, func(ctx context.Context) (err error) {
+				res, err = r.authz.SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+				return err
+			})
 			if err != nil {
 				return accessAnswer{}, 0, fmt.Errorf("subject access review: %w", err)
 			}

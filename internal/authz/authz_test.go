@@ -20,10 +20,13 @@ import (
 // fakeAPI answers TokenReviews from a token table and SubjectAccessReviews from a set of
 // allowed (user, verb, resource, namespace) tuples, counting the requests.
 type fakeAPI struct {
-	tokens  map[string]string // token → user
-	allowed map[string]bool   // user|verb|resource|namespace
+	tokens  map[string]string   // token → user
+	groups  map[string][]string // token → groups, when not the default ones
+	allowed map[string]bool     // user|verb|resource|namespace, or group:name|verb|...
 	fail    atomic.Bool
 	delay   time.Duration
+	// block, when set, holds every review until it is closed.
+	block chan struct{}
 
 	tokenReviews  atomic.Int64
 	accessReviews atomic.Int64
@@ -34,26 +37,39 @@ func (f *fakeAPI) client() *fake.Clientset {
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		f.tokenReviews.Add(1)
 		time.Sleep(f.delay)
+		if f.block != nil {
+			<-f.block
+		}
 		if f.fail.Load() {
 			return true, nil, errors.New("connection refused")
 		}
 		tr := a.(k8stesting.CreateAction).GetObject().(*authnv1.TokenReview).DeepCopy()
 		if user, ok := f.tokens[tr.Spec.Token]; ok {
+			groups, ok := f.groups[tr.Spec.Token]
+			if !ok {
+				groups = []string{"dwp:developers", "system:authenticated"}
+			}
 			tr.Status = authnv1.TokenReviewStatus{Authenticated: true, User: authnv1.UserInfo{
-				Username: user, UID: "uid-" + user, Groups: []string{"dwp:developers", "system:authenticated"},
+				Username: user, UID: "uid-" + user, Groups: groups,
 			}}
 		}
 		return true, tr, nil
 	})
 	cs.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		f.accessReviews.Add(1)
+		if f.block != nil {
+			<-f.block
+		}
 		if f.fail.Load() {
 			return true, nil, errors.New("connection refused")
 		}
 		sar := a.(k8stesting.CreateAction).GetObject().(*authzv1.SubjectAccessReview).DeepCopy()
 		ra := sar.Spec.ResourceAttributes
-		key := sar.Spec.User + "|" + ra.Verb + "|" + ra.Resource + "/" + ra.Subresource + "|" + ra.Namespace
-		sar.Status.Allowed = f.allowed[key]
+		action := "|" + ra.Verb + "|" + ra.Resource + "/" + ra.Subresource + "|" + ra.Namespace
+		sar.Status.Allowed = f.allowed[sar.Spec.User+action]
+		for _, g := range sar.Spec.Groups {
+			sar.Status.Allowed = sar.Status.Allowed || f.allowed["group:"+g+action]
+		}
 		if !sar.Status.Allowed {
 			sar.Status.Reason = "no RBAC rule"
 		}

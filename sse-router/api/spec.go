@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"github.com/julienschmidt/httprouter"
 	"net/url"
 	"slices"
 	"strconv"
@@ -106,53 +107,47 @@ var allowedParams = map[Kind][]string{
 //	[clusters/{cluster}/]namespaces/{ns}/apps/{app}/application
 func ParseSpec(escapedPath string, q url.Values, appLabel string) (Spec, error) {
 	p := strings.TrimPrefix(escapedPath, "/")
-	p = strings.TrimPrefix(p, "api/v1/stream/")
+	p = strings.TrimPrefix(p, strings.TrimPrefix(Prefix, "/")+"/")
 	p = strings.TrimSuffix(p, "/")
+	notFound := &SpecError{Field: "path", Detail: fmt.Sprintf("no stream at %q", escapedPath), NotFound: true}
+	// Segments are unescaped one by one: an escaped slash is part of a name (and makes
+	// it invalid), not a separator.
 	raw := strings.Split(p, "/")
 	segs := make([]string, len(raw))
-	for i, s := range raw {
-		u, err := url.PathUnescape(s)
+	for i, seg := range raw {
+		u, err := url.PathUnescape(seg)
 		if err != nil || u == "" {
-			return Spec{}, &SpecError{Field: "path", Detail: fmt.Sprintf("no stream at %q", escapedPath), NotFound: true}
+			return Spec{}, notFound
 		}
-		segs[i] = u
+		segs[i] = strings.ReplaceAll(u, "/", "\x00")
 	}
-	notFound := &SpecError{Field: "path", Detail: fmt.Sprintf("no stream at %q", escapedPath), NotFound: true}
-	var s Spec
-	if len(segs) >= 2 && segs[0] == "clusters" {
-		s.Cluster = segs[1]
-		if len(s.Cluster) > 253 || strings.IndexFunc(s.Cluster, unicode.IsControl) >= 0 {
-			return Spec{}, badParam("cluster", "not a cluster name")
-		}
-		segs = segs[2:]
-	}
-	if len(segs) < 3 || segs[0] != "namespaces" {
+	kind, ps, ok := Lookup("/" + strings.Join(segs, "/"))
+	if !ok {
 		return Spec{}, notFound
 	}
-	s.Namespace = segs[1]
+	for i := range ps {
+		ps[i].Value = strings.ReplaceAll(ps[i].Value, "\x00", "/")
+	}
+	return NewSpec(kind, ps, q, appLabel)
+}
+
+// NewSpec is the spec of a stream of kind, from its route's parameters (unescaped) and
+// its query.
+func NewSpec(kind Kind, ps httprouter.Params, q url.Values, appLabel string) (Spec, error) {
+	s := Spec{Kind: kind, Cluster: ps.ByName("cluster"), Namespace: ps.ByName("namespace"), Name: ps.ByName("name")}
+	for _, p := range ps {
+		if p.Value == "" {
+			return Spec{}, &SpecError{Field: "path", Detail: "empty path segment", NotFound: true}
+		}
+	}
+	if len(s.Cluster) > 253 || strings.IndexFunc(s.Cluster, unicode.IsControl) >= 0 {
+		return Spec{}, badParam("cluster", "not a cluster name")
+	}
 	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
 		return Spec{}, badParam("namespace", "%s", strings.Join(errs, "; "))
 	}
-	rest := segs[2:]
-	switch {
-	case len(rest) == 1 && rest[0] == "pods":
-		s.Kind = KindPods
-	case len(rest) == 3 && rest[0] == "pods" && rest[2] == "log":
-		s.Kind, s.Name = KindPodLog, rest[1]
-	case len(rest) == 1 && rest[0] == "workflows":
-		s.Kind = KindWorkflows
-	case len(rest) == 2 && rest[0] == "workflows":
-		s.Kind, s.Name = KindWorkflow, rest[1]
-	case len(rest) == 3 && rest[0] == "workflows" && rest[2] == "log":
-		s.Kind, s.Name = KindWorkflowLog, rest[1]
-	case len(rest) == 1 && rest[0] == "events":
-		s.Kind = KindEvents
-	case len(rest) == 2 && rest[0] == "metrics" && rest[1] == "pods":
-		s.Kind = KindPodMetrics
-	case len(rest) == 1 && rest[0] == "apps":
-		s.Kind = KindApps
-	case len(rest) == 3 && rest[0] == "apps" && rest[2] == "application":
-		s.Kind, s.App = KindApplication, rest[1]
+	if kind == KindApplication {
+		s.App = ps.ByName("app")
 		// As the task function names apps: the Application is "<namespace>.<app>", so an
 		// app holds no dot.
 		if errs := validation.IsDNS1123Label(s.App); len(errs) > 0 {
@@ -161,8 +156,6 @@ func ParseSpec(escapedPath string, q url.Values, appLabel string) (Spec, error) 
 		s.Selector = labels.SelectorFromSet(labels.Set{
 			events.LabelAppNamespace: s.Namespace, events.LabelApp: s.App,
 		}).String()
-	default:
-		return Spec{}, notFound
 	}
 	if s.Name != "" {
 		if errs := validation.IsDNS1123Subdomain(s.Name); len(errs) > 0 {

@@ -39,15 +39,11 @@ type watchPayload struct {
 
 // drain plays the clients' writers: every queued message is written out.
 func drain(clients []*Client) {
+	var ds []Delivery
 	for _, c := range clients {
-		for {
-			select {
-			case d := <-c.queue:
-				_, _ = io.Discard.Write(d.Msg.Wire)
-				continue
-			default:
-			}
-			break
+		ds = c.Take(ds[:0])
+		for _, d := range ds {
+			_, _ = io.Discard.Write(d.Msg.Wire)
 		}
 	}
 }

@@ -2,11 +2,13 @@ package hub
 
 import (
 	"sync"
+	"time"
 )
 
 // Reasons a client's stream is closed by the router.
 const (
-	// ReasonSlow: the client did not read fast enough and its queue filled up.
+	// ReasonSlow: the client did not read fast enough and its queue filled up, or what
+	// it was sent stayed unsent too long.
 	ReasonSlow = "slow-client"
 	// ReasonShutdown: the router is stopping; the client should reconnect (elsewhere).
 	ReasonShutdown = "shutdown"
@@ -26,47 +28,110 @@ type Delivery struct {
 	Msg *Message
 }
 
-// Client is the router's side of one browser connection: a bounded queue of deliveries
-// that its writer drains. Topics never wait for a client: when the queue is full the
-// client is closed (as slow) and its writer tells the browser why.
+// Client is the router's side of one browser stream: a bounded queue of deliveries that
+// its writer drains. Topics never wait for a client: when the queue is full the client is
+// closed (as slow) and its writer tells the browser why.
+//
+// An idle client holds no queue memory: the queue is allocated when something is
+// delivered and given back once it is drained, so that tens of thousands of open streams
+// cost little more than their sockets.
 type Client struct {
-	queue   chan Delivery
+	mu     sync.Mutex
+	queue  []Delivery
+	max    int
+	closed bool
+	reason string
+
+	// wake is called, outside the client's lock, when the queue turns non-empty or the
+	// client is closed: the writer's cue.
+	wake    func()
+	signal  chan struct{}
 	done    chan struct{}
-	once    sync.Once
-	reason  string
 	metrics *Metrics
 }
 
 // NewClient makes a client whose queue holds queueSize deliveries. m may be nil.
+// Its writer learns of work on Signal.
 func NewClient(queueSize int, m *Metrics) *Client {
 	if queueSize < 1 {
 		queueSize = 1
 	}
-	return &Client{queue: make(chan Delivery, queueSize), done: make(chan struct{}), metrics: m}
+	return &Client{max: queueSize, signal: make(chan struct{}, 1), done: make(chan struct{}), metrics: m}
 }
 
-// Deliveries is the queue the client's writer drains.
-func (c *Client) Deliveries() <-chan Delivery { return c.queue }
+// OnWake makes wake the writer's cue instead of Signal; it is called without the
+// client's lock held, possibly under a topic's, so it must not block for long. Set it
+// before anything is delivered.
+func (c *Client) OnWake(wake func()) { c.wake = wake }
+
+// Signal receives a value when the queue turned non-empty or the client closed.
+func (c *Client) Signal() <-chan struct{} { return c.signal }
+
+func (c *Client) notify() {
+	if c.wake != nil {
+		c.wake()
+		return
+	}
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Take moves what is queued to dst, which it returns appended to.
+func (c *Client) Take(dst []Delivery) []Delivery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dst = append(dst, c.queue...)
+	clear(c.queue)
+	if cap(c.queue) > 16 {
+		c.queue = nil // shrink back after a burst
+	} else {
+		c.queue = c.queue[:0]
+	}
+	return dst
+}
 
 // Done is closed when the client is closed.
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Reason says why the client was closed; it is set before Done is closed.
 func (c *Client) Reason() string {
-	select {
-	case <-c.done:
-		return c.reason
-	default:
-		return ""
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
 }
 
-// Close closes the client for reason; only the first call counts.
-func (c *Client) Close(reason string) {
-	c.once.Do(func() {
-		c.reason = reason
-		close(c.done)
-	})
+// Closed says whether the client is closed.
+func (c *Client) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close closes the client for reason; only the first call counts. It reports whether
+// this call closed it.
+func (c *Client) Close(reason string) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.closeLocked(reason)
+	c.mu.Unlock()
+	c.notify()
+	return true
+}
+
+func (c *Client) closeLocked(reason string) {
+	c.closed = true
+	c.reason = reason
+	clear(c.queue)
+	c.queue = nil
+	close(c.done)
+	if reason == ReasonSlow && c.metrics != nil {
+		c.metrics.SlowClientsDropped.Inc()
+	}
 }
 
 // NewSubscription is a subscription delivering into this client's queue; name is its
@@ -92,24 +157,27 @@ func (s *Subscription) Client() *Client { return s.client }
 // was queued.
 func (s *Subscription) Deliver(m *Message) bool {
 	c := s.client
-	select {
-	case <-c.done:
-		return false
-	default:
-	}
-	select {
-	case c.queue <- Delivery{Sub: s, Msg: m}:
-		return true
-	default:
-		c.once.Do(func() {
-			c.reason = ReasonSlow
-			close(c.done)
-			if c.metrics != nil {
-				c.metrics.SlowClientsDropped.Inc()
-			}
-		})
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return false
 	}
+	if len(c.queue) >= c.max {
+		c.closeLocked(ReasonSlow)
+		c.mu.Unlock()
+		c.notify()
+		return false
+	}
+	first := len(c.queue) == 0
+	if first && c.queue == nil {
+		c.queue = make([]Delivery, 0, 2)
+	}
+	c.queue = append(c.queue, Delivery{Sub: s, Msg: m})
+	c.mu.Unlock()
+	if first {
+		c.notify()
+	}
+	return true
 }
 
 // Fanout is the set of subscriptions of one topic. It has no lock of its own: the topic
@@ -140,5 +208,36 @@ func (f *Fanout) Broadcast(m *Message) {
 		if !s.Deliver(m) {
 			delete(f.subs, s)
 		}
+	}
+}
+
+// Next takes the oldest queued delivery, waiting up to timeout for one; for readers that
+// take one at a time. It reports false when none came or the client is closed.
+func (c *Client) Next(timeout time.Duration) (Delivery, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		if len(c.queue) > 0 {
+			d := c.queue[0]
+			c.queue[0] = Delivery{}
+			c.queue = c.queue[1:]
+			if len(c.queue) == 0 {
+				c.queue = nil
+			}
+			c.mu.Unlock()
+			return d, true
+		}
+		closed := c.closed
+		c.mu.Unlock()
+		wait := time.Until(deadline)
+		if closed || wait <= 0 {
+			return Delivery{}, false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.signal:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }

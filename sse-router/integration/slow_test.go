@@ -120,3 +120,65 @@ func TestStoppedReaderIsDropped(t *testing.T) {
 		c.until(t, 10*time.Second, "a new line", func(ev sse.Event) bool { return decodeLog(t, ev).Line == "after 0000" })
 	}
 }
+
+// Must show: a reader that stops reading is dropped within 10 s even when its stream is
+// quiet (one line a second), by what it leaves unacknowledged rather than by how much
+// is queued for it. It stops with its receive window full, as a frozen tab does once it
+// has been sent more than its socket buffer holds.
+func TestStoppedReaderDroppedAtOneEventPerSecond(t *testing.T) {
+	t.Parallel()
+	env := clustertest.Get(t)
+	ns := env.Namespace(t)
+	r := startRouter(t, env, func(c *server.Config) { c.WriteTimeout = 8 * time.Second })
+	tok := env.Tokens["admin"]
+	pl := env.PodLog(t, ns, "web-1", "main")
+	runningPod(t, env, ns, "web-1", "web")
+	// Enough backlog to fill a small receive window: 200 lines of 300 bytes.
+	pad := strings.Repeat("y", 300)
+	backlog := make([]string, 200)
+	for i := range backlog {
+		backlog[i] = pad
+	}
+	if _, err := pl.Append(backlog...); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitPodLogServed(t, ns, "web-1", "main")
+	good := r.open(t, "namespaces/"+ns+"/pods/web-1/log?container=main&tailLines=0", tok, "")
+	stalled := stalledStream(t, r, "namespaces/"+ns+"/pods/web-1/log?container=main&tailLines=200", tok)
+	stoppedAt := time.Now()
+
+	closed := make(chan time.Duration, 1)
+	go func() {
+		// Nothing is read until the router closes the connection: then the backlog
+		// drains and the read ends.
+		time.Sleep(12 * time.Second)
+		_ = stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, _ = io.Copy(io.Discard, stalled)
+		closed <- 0
+	}()
+	// One line a second while the stalled one is left alone.
+	var dropped time.Duration
+	for i := 0; dropped == 0 && i < 30; i++ {
+		appendLines(t, pl, "tick", i, 1)
+		good.until(t, 5*time.Second, "the tick", func(ev sse.Event) bool { return ev.Type == "log" })
+		if r.metric(t, "dwp_sse_slow_clients_dropped_total") >= 1 {
+			dropped = time.Since(stoppedAt)
+		}
+		time.Sleep(time.Second - 50*time.Millisecond)
+	}
+	if dropped == 0 {
+		t.Fatal("the stopped reader was not dropped within 30 s")
+	}
+	t.Logf("stopped reader dropped %s after it stopped reading, at 1 line/s", dropped.Round(100*time.Millisecond))
+	if dropped > 10*time.Second {
+		t.Fatalf("dropped after %s, want ≤ 10 s", dropped)
+	}
+	select {
+	case <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the stalled connection was not closed")
+	}
+	if got := r.metric(t, `dwp_sse_clients{kind="pod_log"}`); got != 1 {
+		t.Fatalf("open clients = %v, want the reader only", got)
+	}
+}

@@ -15,23 +15,34 @@ import (
 // Config is the router's configuration. Every field comes from an environment variable
 // (DWP_…) and a flag of the same meaning; a flag given wins over the variable.
 type Config struct {
-	ListenAddress     string
-	Kubeconfig        string
-	DefaultCluster    string
-	KubeQPS           float64
-	KubeBurst         int
-	CORSOrigins       []string
-	TokenCookie       string
-	Heartbeat         time.Duration
-	Retry             time.Duration
-	Linger            time.Duration
-	QueueSize         int
-	WriteTimeout      time.Duration
+	ListenAddress  string
+	Kubeconfig     string
+	DefaultCluster string
+	KubeQPS        float64
+	KubeBurst      int
+	CORSOrigins    []string
+	TokenCookie    string
+	Heartbeat      time.Duration
+	Retry          time.Duration
+	Linger         time.Duration
+	QueueSize      int
+	// WriteTimeout bounds how long data sent to a client may stay unsent or
+	// unacknowledged before the client is dropped as slow.
+	WriteTimeout time.Duration
+	// SendBuffer, when positive, is each stream socket's kernel send buffer.
+	SendBuffer int
+	// Writers is the number of goroutines writing taken-over streams (0: 2 per CPU).
+	Writers           int
 	WatchReplay       int
 	LogReplay         int
 	WorkflowLogReplay int
 	MetricsInterval   time.Duration
 	AuthCacheTTL      time.Duration
+	// Reviews (TokenReview, SubjectAccessReview) have a client and limits of their own.
+	ReviewQPS         int
+	ReviewBurst       int
+	ReviewMaxWait     time.Duration
+	ReviewMaxInFlight int
 	// ReauthorizeInterval bounds how long an open stream outlives its user's rights.
 	ReauthorizeInterval time.Duration
 	// MaxStreamLifetime, when positive, ends streams this old (the client reconnects).
@@ -49,6 +60,9 @@ type Config struct {
 	SummaryClusterNames map[string]string
 	ShutdownTimeout     time.Duration
 	LogLevel            string
+
+	// noHijack keeps every stream on its handler's goroutine (tests of that path).
+	noHijack bool
 }
 
 var settings = []envflag.Setting[Config]{
@@ -81,12 +95,18 @@ var settings = []envflag.Setting[Config]{
 	envflag.Duration("DWP_RETRY", "retry", "3s", "reconnection delay advised to browsers (retry:)", func(c *Config) *time.Duration { return &c.Retry }),
 	envflag.Duration("DWP_LINGER", "linger", "30s", "how long an upstream (and a multiplexed session) outlives its last viewer", func(c *Config) *time.Duration { return &c.Linger }),
 	envflag.Int("DWP_QUEUE_SIZE", "queue-size", "256", "messages queued per client before it is dropped as slow", 1, func(c *Config) *int { return &c.QueueSize }),
-	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "10s", "deadline of each write to a client", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "8s", "a client whose data stays unsent (or unacknowledged) this long is dropped as slow", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	envflag.Int("DWP_SEND_BUFFER", "send-buffer", "0", "kernel send buffer of each stream socket in bytes (0: the system's default, which absorbs bursts; a stalled client is found by what it leaves unacknowledged either way)", 0, func(c *Config) *int { return &c.SendBuffer }),
+	envflag.Int("DWP_WRITERS", "writers", "0", "goroutines writing streams (0: two per CPU)", 0, func(c *Config) *int { return &c.Writers }),
 	envflag.Int("DWP_WATCH_REPLAY", "watch-replay", "1000", "changes kept per watch for Last-Event-ID resume", 1, func(c *Config) *int { return &c.WatchReplay }),
 	envflag.Int("DWP_LOG_REPLAY", "log-replay", "1000", "lines kept per pod log (late joiners, resume)", 1, func(c *Config) *int { return &c.LogReplay }),
 	envflag.Int("DWP_WORKFLOW_LOG_REPLAY", "workflow-log-replay", "10000", "lines kept per workflow log", 1, func(c *Config) *int { return &c.WorkflowLogReplay }),
 	envflag.Duration("DWP_METRICS_INTERVAL", "metrics-interval", "15s", "PodMetrics poll interval per namespace", func(c *Config) *time.Duration { return &c.MetricsInterval }),
 	envflag.Duration("DWP_AUTH_CACHE_TTL", "auth-cache-ttl", "10s", "how long TokenReview and SubjectAccessReview answers are reused", func(c *Config) *time.Duration { return &c.AuthCacheTTL }),
+	envflag.Int("DWP_REVIEW_QPS", "review-qps", "200", "TokenReviews and SubjectAccessReviews per second, on a client of their own", 1, func(c *Config) *int { return &c.ReviewQPS }),
+	envflag.Int("DWP_REVIEW_BURST", "review-burst", "400", "burst of reviews", 1, func(c *Config) *int { return &c.ReviewBurst }),
+	envflag.Duration("DWP_REVIEW_MAX_WAIT", "review-max-wait", "20s", "how long a review waits its turn in a burst before the stream is refused (503, Retry-After)", func(c *Config) *time.Duration { return &c.ReviewMaxWait }),
+	envflag.Int("DWP_REVIEW_MAX_IN_FLIGHT", "review-max-in-flight", "64", "review requests awaiting an answer at once", 1, func(c *Config) *int { return &c.ReviewMaxInFlight }),
 	envflag.PositiveDuration("DWP_REAUTHORIZE_INTERVAL", "reauthorize-interval", "30s", "open streams are checked again (token, rights) at this interval; a revoked one ends with a 403 error event (must exceed DWP_AUTH_CACHE_TTL)", func(c *Config) *time.Duration { return &c.ReauthorizeInterval }),
 	envflag.Duration("DWP_MAX_STREAM_LIFETIME", "max-stream-lifetime", "0s", "streams older than this are closed with a reconnect event, so that clients reconnect and are checked afresh (0: no limit)", func(c *Config) *time.Duration { return &c.MaxStreamLifetime }),
 	envflag.String("DWP_APP_LABEL", "app-label", "app", "label naming the app of a pod or workflow", func(c *Config) *string { return &c.AppLabel }),

@@ -91,7 +91,7 @@ func testConfig() Config {
 }
 
 // startServer serves a router over f on an httptest server.
-func startServer(t *testing.T, cfg Config, f *fakeCluster) (*Server, *httptest.Server) {
+func startServer(t testing.TB, cfg Config, f *fakeCluster) (*Server, *httptest.Server) {
 	t.Helper()
 	c := &kube.Cluster{Name: "local", Kubernetes: f.kube, Argo: argofake.NewSimpleClientset(), Metrics: metricsfake.NewSimpleClientset()}
 	clusters, err := kube.NewClusters("local", c)

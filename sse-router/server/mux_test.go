@@ -3,10 +3,8 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,112 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
+	"github.com/dwp-sre/dwp-sre/sse-router/session"
 )
-
-func TestValidName(t *testing.T) {
-	for _, ok := range []string{"pods", "p1", "log.web-1", "A_b"} {
-		if err := validName(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "1pods", "a b", "a:b", "session", "error", "reconnect", "message", strings.Repeat("a", 65), "é"} {
-		if validName(bad) == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestParseSubscriptionBody(t *testing.T) {
-	tests := []struct {
-		body      string
-		wantKind  api.Kind
-		wantField string
-	}{
-		{`{"name":"pods","path":"namespaces/shop/pods?app=web"}`, api.KindPods, ""},
-		{`{"name":"log","path":"/api/v1/stream/clusters/c/namespaces/shop/pods/p/log?tailLines=5"}`, api.KindPodLog, ""},
-		{`{"name":"pods","path":"namespaces/shop/pods","extra":1}`, "", "body"},
-		{`{"name":"pods","path":"namespaces/shop/pods"} {}`, "", "body"},
-		{`[1]`, "", "body"},
-		{`{"name":"session","path":"namespaces/shop/pods"}`, "", "name"},
-		{`{"name":"x","path":"https://elsewhere/namespaces/shop/pods"}`, "", "path"},
-		{`{"name":"x","path":"namespaces/shop/pods?lastEventId=5"}`, "", "path: lastEventId"},
-		{`{"name":"x","path":"namespaces/shop/pods?app="}`, "", "path: app"},
-		{`{"name":"x","path":"namespaces/shop/nothing"}`, "", "path: path"},
-	}
-	for _, tt := range tests {
-		_, spec, err := parseSubscriptionBody([]byte(tt.body), "app")
-		if tt.wantField == "" {
-			if err != nil || spec.Kind != tt.wantKind {
-				t.Errorf("%s: %v %v", tt.body, spec.Kind, err)
-			}
-			continue
-		}
-		var se *api.SpecError
-		if !errors.As(err, &se) || se.Field != tt.wantField {
-			t.Errorf("%s: err %v, want a problem with %q", tt.body, err, tt.wantField)
-		}
-	}
-}
-
-func FuzzParseSubscriptionBody(f *testing.F) {
-	f.Add([]byte(`{"name":"pods","path":"namespaces/shop/pods?app=web"}`))
-	f.Add([]byte(`{"name":"l","path":"namespaces/a/pods/p/log?sinceTime=2026-01-01T00:00:00Z"}`))
-	f.Add([]byte(`{}`))
-	f.Add([]byte(`{"name":1}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		req, spec, err := parseSubscriptionBody(body, "app")
-		if err != nil {
-			var se *api.SpecError
-			if !errors.As(err, &se) {
-				t.Fatalf("error of another type: %v", err)
-			}
-			return
-		}
-		if validName(req.Name) != nil || spec.Namespace == "" {
-			t.Fatalf("accepted %+v %+v", req, spec)
-		}
-	})
-}
-
-func FuzzParseQuerySubscription(f *testing.F) {
-	f.Add("pods:namespaces/shop/pods?app=web")
-	f.Add("l:clusters/x/namespaces/a/pods/p/log")
-	f.Add(":")
-	f.Add("a:b:c")
-	f.Fuzz(func(t *testing.T, v string) {
-		req, spec, err := parseQuerySubscription(v, "app")
-		if err == nil && (validName(req.Name) != nil || spec.Kind == "") {
-			t.Fatalf("accepted %q as %+v", v, req)
-		}
-	})
-}
-
-func TestParseMuxID(t *testing.T) {
-	id := newSessionID()
-	if s, seq, err := parseMuxID(id + ".42"); err != nil || s != id || seq != 42 {
-		t.Fatalf("%q: %q %d %v", id+".42", s, seq, err)
-	}
-	for _, bad := range []string{"", "42", id, id + ".", id + ".x", id + ".-1", id + ".+1", "short.1", id[:21] + "!.1"} {
-		if _, _, err := parseMuxID(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func FuzzParseMuxID(f *testing.F) {
-	f.Add(newSessionID() + ".7")
-	f.Add("x.y")
-	f.Fuzz(func(t *testing.T, id string) {
-		s, seq, err := parseMuxID(id)
-		if err != nil {
-			return
-		}
-		rest := strings.TrimLeft(strings.TrimPrefix(id, s+"."), "0")
-		if len(s) != sessionIDLen || rest != strings.TrimLeft(strconv.FormatUint(seq, 10), "0") {
-			t.Fatalf("%q parsed as %q %d", id, s, seq)
-		}
-	})
-}
 
 func postJSON(t *testing.T, url, token, body string) *http.Response {
 	t.Helper()
@@ -232,7 +126,105 @@ func TestMux(t *testing.T) {
 	resp3 := openStream(t, base+"?"+q.Encode(), "tok-bob", "Last-Event-ID: "+seen.ID)
 	er3 := readEvents(resp3.Body)
 	var other sessionPayload
-	if err := json.Unmarshal([]byte(er3.next(t, false).Data), &other); err != nil || other.Resumed || other.Session == sess.Session {
+	if err := json.Unmarshal([]byte(er3.next(t, false).Data), &other); err != nil || other.Session == sess.Session {
 		t.Fatalf("bob's session %+v", other)
+	}
+}
+
+// Must show: a multiplexed stream's id resumes it on another router: the URL's
+// subscriptions and the one added by POST, under the same session id, which that
+// router then knows for POST and DELETE; a subscription the user lost there ends alone
+// with a 403 under its name.
+func TestMuxResumesOnAnotherRouter(t *testing.T) {
+	f := newFakeCluster(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop"}})
+	f.allow("alice", "shop", "list pods", "watch pods", "list events", "watch events")
+	_, ts1 := startServer(t, testConfig(), f)
+	_, ts2 := startServer(t, testConfig(), f)
+	q := url.Values{"subscribe": {"pods:namespaces/shop/pods"}}
+	open := func(ts string, lastID string) (*eventReader, sessionPayload) {
+		t.Helper()
+		var hs []string
+		if lastID != "" {
+			hs = append(hs, "Last-Event-ID: "+lastID)
+		}
+		resp := openStream(t, ts+"/api/v1/stream/mux?"+q.Encode(), "tok-alice", hs...)
+		if resp.StatusCode != 200 {
+			t.Fatalf("open: %d", resp.StatusCode)
+		}
+		er := readEvents(resp.Body)
+		var p sessionPayload
+		if ev := er.next(t, false); ev.Type != "session" || json.Unmarshal([]byte(ev.Data), &p) != nil {
+			t.Fatalf("first %+v", ev)
+		}
+		return er, p
+	}
+	er, sess := open(ts1.URL, "")
+	er.next(t, false) // pods' snapshot
+	if r := postJSON(t, ts1.URL+"/api/v1/stream/mux/"+sess.Session+"/subscriptions", "tok-alice", `{"name":"ev","path":"namespaces/shop/events"}`); r.StatusCode != 201 {
+		t.Fatalf("add: %d", r.StatusCode)
+	}
+	last := er.next(t, false)
+	if last.Type != "ev" || !strings.HasPrefix(last.ID, session.IDPrefix) {
+		t.Fatalf("added subscription's first event %+v", last)
+	}
+	// The other router knows nothing of the session yet.
+	if r := postJSON(t, ts2.URL+"/api/v1/stream/mux/"+sess.Session+"/subscriptions", "tok-alice", `{"name":"x","path":"namespaces/shop/pods"}`); r.StatusCode != 404 {
+		t.Fatalf("POST to another router: %d, want 404", r.StatusCode)
+	}
+
+	er2, sess2 := open(ts2.URL, last.ID)
+	if !sess2.Resumed || sess2.Session != sess.Session || len(sess2.Subscriptions) != 2 || sess2.Subscriptions[1] != (SubscriptionRequest{Name: "ev", Path: "namespaces/shop/events"}) {
+		t.Fatalf("resumed on another router: %+v", sess2)
+	}
+	// Nothing was missed: the next events are the next changes of each subscription.
+	kc := f.kube.CoreV1()
+	if _, err := kc.Pods("shop").Create(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-2", Namespace: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.Events("shop").Create(context.Background(), &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "e1", Namespace: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for range 2 {
+		ev := er2.next(t, false)
+		got[ev.Type] = ev.Data
+	}
+	if !strings.Contains(got["pods"], `"ADDED"`) || !strings.Contains(got["pods"], "web-2") || !strings.Contains(got["ev"], `"e1"`) {
+		t.Fatalf("subscriptions after resuming: %v", got)
+	}
+	if r := postJSON(t, ts2.URL+"/api/v1/stream/mux/"+sess.Session+"/subscriptions", "tok-alice", `{"name":"p2","path":"namespaces/shop/pods"}`); r.StatusCode != 201 {
+		t.Fatalf("POST to the router now serving the session: %d", r.StatusCode)
+	}
+
+	// Alice lost the events: resuming elsewhere ends that subscription alone.
+	f.deny("alice", "shop", "list events")
+	_, ts3 := startServer(t, testConfig(), f)
+	er3, sess3 := open(ts3.URL, last.ID)
+	if len(sess3.Subscriptions) != 1 || sess3.Subscriptions[0].Name != "pods" {
+		t.Fatalf("session without the revoked subscription: %+v", sess3)
+	}
+	ev := er3.next(t, false)
+	if p := errorPayload(t, ev); ev.Type != "ev" || p.Status != 403 || p.Code != api.CodeForbidden {
+		t.Fatalf("the revoked subscription's end: %+v", ev)
+	}
+}
+
+func TestMuxRefusesBadIDs(t *testing.T) {
+	f := newFakeCluster()
+	f.allow("alice", "shop", "list pods", "watch pods")
+	_, ts := startServer(t, testConfig(), f)
+	u := ts.URL + "/api/v1/stream/mux?" + url.Values{"subscribe": {"pods:namespaces/shop/pods"}}.Encode()
+	carried := session.FormatID("AAAAAAAAAAAAAAAAAAAAAA", []session.Entry{{Name: "x", Carried: true, Path: "namespaces/shop/nothing"}})
+	for _, id := range []string{"garbage", "m1.AAAA", session.IDPrefix + strings.Repeat("A", 9000), carried} {
+		resp := openStream(t, u, "tok-alice", "Last-Event-ID: "+id)
+		if resp.StatusCode != 400 {
+			t.Errorf("%.40s: %d, want 400", id, resp.StatusCode)
+		}
+	}
+	// An id of the former format starts afresh.
+	resp := openStream(t, u, "tok-alice", "Last-Event-ID: AAAAAAAAAAAAAAAAAAAAAA.12")
+	var p sessionPayload
+	if ev := readEvents(resp.Body).next(t, false); resp.StatusCode != 200 || json.Unmarshal([]byte(ev.Data), &p) != nil || p.Resumed {
+		t.Fatalf("former id: %d %+v", resp.StatusCode, ev)
 	}
 }

@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +25,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
@@ -49,6 +52,7 @@ type Server struct {
 	sessions  *sessions
 	rechecks  *rechecker
 	archive   *archiveProxy
+	conns     *conns
 	origins   map[string]bool
 	handler   http.Handler
 
@@ -85,7 +89,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg.QueueSize = 256
 	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 10 * time.Second
+		cfg.WriteTimeout = 8 * time.Second
 	}
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = 32
@@ -130,9 +134,28 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.sessions = newSessions(cfg.Linger)
 	s.rechecks = newRechecker(period)
 	go s.rechecks.run(ctx)
+	s.conns = newConns(s)
+	writers := cfg.Writers
+	if writers <= 0 {
+		writers = 2 * runtime.GOMAXPROCS(0)
+	}
+	go s.conns.run(ctx, writers)
 	for _, name := range deps.Clusters.Names() {
 		cl, _ := deps.Clusters.Get(name)
-		s.reviewers[name] = authz.NewReviewer(cl.Kubernetes, authz.Options{TTL: cfg.AuthCacheTTL, DenyTTL: min(cfg.AuthCacheTTL, 5*time.Second)})
+		opts := authz.Options{
+			TTL: cfg.AuthCacheTTL, DenyTTL: min(cfg.AuthCacheTTL, 5*time.Second),
+			QPS: float32(cfg.ReviewQPS), Burst: cfg.ReviewBurst, MaxWait: cfg.ReviewMaxWait, MaxInFlight: cfg.ReviewMaxInFlight,
+		}
+		if cl.Config == nil { // fake clients (tests)
+			s.reviewers[name] = authz.NewReviewer(cl.Kubernetes, opts)
+			continue
+		}
+		rv, err := authz.NewReviewerForConfig(cl.Config, opts)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("cluster %s: %w", name, err)
+		}
+		s.reviewers[name] = rv
 	}
 	for _, o := range cfg.CORSOrigins {
 		s.origins[o] = true
@@ -153,56 +176,39 @@ func New(cfg Config, deps Deps) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	r := httprouter.New()
+	r.RedirectFixedPath = false
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasPrefix(req.URL.Path, api.Prefix+"/") {
+			s.refuse(w, problem.NotFound(fmt.Sprintf("no stream at %q", req.URL.Path)))
+			return
+		}
+		problem.Write(w, problem.NotFound(fmt.Sprintf("nothing at %s", req.URL.Path)))
+	})
+	r.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allow := w.Header().Get("Allow") // set by the router
+		problem.Write(w, problem.Newf(http.StatusMethodNotAllowed, "%s is not allowed here; use %s", req.Method, strings.ReplaceAll(allow, ", ", " or ")))
+	})
+	r.GET("/healthz", func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/readyz", s.serveReady)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/api/v1/stream/", s.serveStreamAPI)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.NotFound(fmt.Sprintf("nothing at %s", r.URL.Path)))
+	r.GET("/readyz", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.serveReady(w, req) })
+	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	api.Register(r, api.Prefix, func(k api.Kind) httprouter.Handle {
+		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) { s.serveStream(w, req, k, ps) }
 	})
-	return s.cors(mux)
-}
-
-// serveStreamAPI dispatches /api/v1/stream/….
-func (s *Server) serveStreamAPI(w http.ResponseWriter, r *http.Request) {
-	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/api/v1/stream/")
-	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
-	allow := func(methods ...string) bool {
-		for _, m := range methods {
-			if r.Method == m {
-				return true
-			}
-		}
-		w.Header().Set("Allow", strings.Join(methods, ", "))
-		problem.Write(w, problem.Newf(http.StatusMethodNotAllowed, "%s is not allowed here; use %s", r.Method, strings.Join(methods, " or ")))
-		return false
-	}
-	switch {
-	case len(parts) == 1 && parts[0] == "mux":
-		if allow(http.MethodGet) {
-			s.serveMux(w, r)
-		}
-	case len(parts) == 3 && parts[0] == "mux" && parts[2] == "subscriptions":
-		if allow(http.MethodPost) {
-			s.serveAddSubscription(w, r, parts[1])
-		}
-	case len(parts) == 4 && parts[0] == "mux" && parts[2] == "subscriptions":
-		if allow(http.MethodDelete) {
-			s.serveRemoveSubscription(w, r, parts[1], parts[3])
-		}
-	case len(parts) == 5 && parts[0] == "archived-workflows" && parts[2] == "nodes" && parts[4] == "log":
-		if allow(http.MethodGet) {
-			s.serveArchivedLog(w, r, parts[1], parts[3])
-		}
-	default:
-		if allow(http.MethodGet) {
-			s.serveStream(w, r, rest)
-		}
-	}
+	r.GET(api.Prefix+"/mux", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.serveMux(w, req) })
+	r.POST(api.Prefix+"/mux/:session/subscriptions", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.serveAddSubscription(w, req, ps.ByName("session"))
+	})
+	r.DELETE(api.Prefix+"/mux/:session/subscriptions/:name", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.serveRemoveSubscription(w, req, ps.ByName("session"), ps.ByName("name"))
+	})
+	r.GET(api.Prefix+"/archived-workflows/:uid/nodes/:node/log", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.serveArchivedLog(w, req, ps.ByName("uid"), ps.ByName("node"))
+	})
+	return s.cors(r)
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -306,6 +312,12 @@ func (s *Server) authProblem(err error) problem.Problem {
 	case errors.As(err, &fe):
 		return problem.Forbidden(fe.Error())
 	}
+	if errors.Is(err, authz.ErrBusy) {
+		s.log.Warn("access check deferred: too many reviews at once", "err", err)
+		p := problem.New(http.StatusServiceUnavailable, "too many sign-ins at once; try again shortly")
+		p.RetryAfter = 2
+		return p
+	}
 	s.log.Warn("access check failed", "err", err)
 	p := problem.New(http.StatusServiceUnavailable, "could not check access with the Kubernetes API server; try again")
 	p.RetryAfter = 2
@@ -333,6 +345,7 @@ func (s *Server) shuttingDown() bool {
 // topics. Streams still open when ctx ends are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	s.conns.closeAll(hub.ReasonShutdown)
 	done := make(chan struct{})
 	go func() { s.streamsWG.Wait(); close(done) }()
 	var err error

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 )
@@ -202,9 +203,9 @@ type fakeApplications struct {
 	watches chan *watch.FakeWatcher
 }
 
-func (f *fakeApplications) lw() listWatcher {
-	return listWatcher{
-		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+func (f *fakeApplications) lw() *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			l := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList"}}
@@ -214,7 +215,7 @@ func (f *fakeApplications) lw() listWatcher {
 			}
 			return l, nil
 		},
-		watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			w := watch.NewFake()
 			f.watches <- w
 			return w, nil

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 )
 
@@ -39,7 +41,7 @@ type appsTopic struct {
 	cluster, ns string
 	metrics     *hub.Metrics
 	log         *slog.Logger
-	backoff     [2]time.Duration
+	backoff     wait.Backoff
 	epoch       string
 
 	audience
@@ -58,7 +60,7 @@ type appPayload struct {
 
 func newAppsTopic(src AppsSource, cluster, ns string, m *hub.Metrics, log *slog.Logger, backoff [2]time.Duration) *appsTopic {
 	return &appsTopic{
-		src: src, cluster: cluster, ns: ns, metrics: m, log: log, backoff: backoff,
+		src: src, cluster: cluster, ns: ns, metrics: m, log: log, backoff: newBackoff(backoff[0], backoff[1]),
 		epoch: strconv.FormatInt(time.Now().UnixNano(), 36),
 		apps:  map[string]json.RawMessage{}, ring: newRing[change](1000),
 	}
@@ -69,55 +71,72 @@ func (t *appsTopic) id(seq uint64) string { return t.epoch + "." + strconv.Forma
 // Run subscribes to the summaries' changes, reads a snapshot, and follows; after a
 // failure it does so again and tells subscribers to replace their list (relist).
 func (t *appsTopic) Run(ctx context.Context) {
-	backoff := t.backoff[0]
-	for ctx.Err() == nil {
-		var (
-			mu       sync.Mutex
-			pending  []AppChange
-			snapshot bool
-		)
-		onChange := func(c AppChange) {
-			mu.Lock()
-			if !snapshot {
-				pending = append(pending, c)
-				mu.Unlock()
-				return
-			}
+	backoff := t.backoff
+	delay := wait.DelayFunc(func() time.Duration { return backoff.Step() })
+	_ = delay.Until(ctx, true, true, func(ctx context.Context) (bool, error) {
+		if t.follow(ctx) {
+			backoff = t.backoff // it worked: the next failure waits the least again
+		}
+		return false, nil
+	})
+}
+
+// follow subscribes and follows until ctx ends or the source fails; ok says whether a
+// snapshot came through.
+func (t *appsTopic) follow(parent context.Context) (ok bool) {
+	// A failed snapshot ends the subscription too, so that it is retried: changes alone
+	// would never make a list.
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	var (
+		mu       sync.Mutex
+		pending  []AppChange
+		snapshot bool
+	)
+	onChange := func(c AppChange) {
+		mu.Lock()
+		if !snapshot {
+			pending = append(pending, c)
 			mu.Unlock()
-			t.apply(c)
-		}
-		ready := func() {
-			t.metrics.Request(string(api.KindApps), "list")
-			items, err := t.src.Snapshot(ctx, t.cluster, t.ns)
-			if err != nil {
-				t.fail(fmt.Errorf("app summaries: %w", err))
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			t.replace(items)
-			// Changes received while reading the snapshot may be older or newer than it;
-			// a summary is the app's whole state, so applying them again is harmless.
-			for _, c := range pending {
-				t.apply(c)
-			}
-			pending, snapshot = nil, true
-			backoff = t.backoff[0]
-		}
-		closed := t.metrics.UpstreamOpen(string(api.KindApps), "subscribe")
-		err := t.src.Watch(ctx, t.cluster, t.ns, ready, onChange)
-		closed()
-		if ctx.Err() != nil {
 			return
 		}
-		t.metrics.Error(string(api.KindApps))
-		if err == nil {
-			err = fmt.Errorf("app summaries: subscription ended")
-		}
-		t.fail(err)
-		sleep(ctx, jitter(backoff))
-		backoff = min(2*backoff, t.backoff[1])
+		mu.Unlock()
+		t.apply(c)
 	}
+	ready := func() {
+		t.metrics.Request(string(api.KindApps), "list")
+		items, err := t.src.Snapshot(ctx, t.cluster, t.ns)
+		if err != nil {
+			cancel(fmt.Errorf("app summaries: %w", err))
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.replace(items)
+		// Changes received while reading the snapshot may be older or newer than it;
+		// a summary is the app's whole state, so applying them again is harmless.
+		for _, c := range pending {
+			t.apply(c)
+		}
+		pending, snapshot = nil, true
+	}
+	closed := t.metrics.UpstreamOpen(string(api.KindApps), "subscribe")
+	err := t.src.Watch(ctx, t.cluster, t.ns, ready, onChange)
+	closed()
+	mu.Lock()
+	ok = snapshot
+	mu.Unlock()
+	if parent.Err() != nil {
+		return ok
+	}
+	if ctx.Err() != nil {
+		err = context.Cause(ctx)
+	} else if err == nil {
+		err = fmt.Errorf("app summaries: subscription ended")
+	}
+	t.metrics.Error(string(api.KindApps))
+	t.fail(err)
+	return ok
 }
 
 func (t *appsTopic) replace(items []AppChange) {

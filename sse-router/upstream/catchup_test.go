@@ -157,16 +157,15 @@ func TestPodLogCatchUpOutrunByTheFollow(t *testing.T) {
 	want := append(append(texts(30, "old"), during...), after...)
 	var got []string
 	for len(got) < len(want) {
-		select {
-		case d := <-c.Deliveries():
-			for _, ev := range d.Msg.Events {
-				if ev.Name != api.EventLog {
-					t.Fatalf("%s event: %s", ev.Name, ev.Data)
-				}
-				got = append(got, lineText(t, ev))
-			}
-		case <-time.After(5 * time.Second):
+		d, ok := c.Next(5 * time.Second)
+		if !ok {
 			t.Fatalf("got %d lines, want %d: %q", len(got), len(want), got)
+		}
+		for _, ev := range d.Msg.Events {
+			if ev.Name != api.EventLog {
+				t.Fatalf("%s event: %s", ev.Name, ev.Data)
+			}
+			got = append(got, lineText(t, ev))
 		}
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

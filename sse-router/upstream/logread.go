@@ -141,15 +141,21 @@ func openLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r log
 
 // fetchLog reads a log to its current end (no follow).
 func fetchLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r logRequest, skipThrough *api.LogPos) ([]logLine, error) {
+	var out []logLine
+	err := streamLog(ctx, cs, ns, pod, r, skipThrough, func(b []logLine) { out = append(out, b...) })
+	return out, err
+}
+
+// streamLog reads a log to its current end (no follow), giving emit the lines after
+// skipThrough batch by batch, so that a large log need not be held whole.
+func streamLog(ctx context.Context, cs kubernetes.Interface, ns, pod string, r logRequest, skipThrough *api.LogPos, emit func([]logLine)) error {
 	r.follow = false
 	body, err := openLog(ctx, cs, ns, pod, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer body.Close()
-	var out []logLine
-	err = readLines(body, &lineParser{}, skipThrough, func(b []logLine) { out = append(out, b...) })
-	return out, err
+	return readLines(body, &lineParser{}, skipThrough, emit)
 }
 
 // logProblem classifies a failed log request: gone (the pod does not exist), waiting

@@ -14,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
@@ -44,38 +45,36 @@ func newMetricsPoller(mc metricsclient.Interface, ns string, interval time.Durat
 func (p *metricsPoller) Run(ctx context.Context) {
 	closed := p.metrics.UpstreamOpen(string(api.KindPodMetrics), "poll")
 	defer closed()
-	tick := time.NewTicker(p.interval)
-	defer tick.Stop()
-	for {
-		p.metrics.Request(string(api.KindPodMetrics), "list")
-		list, err := p.mc.MetricsV1beta1().PodMetricses(p.ns).List(ctx, metav1.ListOptions{})
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			p.metrics.Error(string(api.KindPodMetrics))
-			p.log.Warn("pod metrics poll failed", "namespace", p.ns, "err", err)
-			err = fmt.Errorf("pod metrics: %w", err)
-		}
-		now := time.Now()
-		p.mu.Lock()
-		if err == nil {
-			p.last, p.at = list, now
-		}
-		p.err = err
-		views := make([]*metricsTopic, 0, len(p.views))
-		for v := range p.views {
-			views = append(views, v)
-		}
-		p.mu.Unlock()
-		for _, v := range views {
-			v.update(list, now, err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	// Non-sliding: one poll every interval, however long a poll takes. A failed poll is
+	// retried at the next: metrics-server has nothing newer before then anyway.
+	wait.NonSlidingUntilWithContext(ctx, p.poll, p.interval)
+}
+
+// poll lists the namespace's PodMetrics and hands them, or the failure, to every view.
+func (p *metricsPoller) poll(ctx context.Context) {
+	p.metrics.Request(string(api.KindPodMetrics), "list")
+	list, err := p.mc.MetricsV1beta1().PodMetricses(p.ns).List(ctx, metav1.ListOptions{})
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		p.metrics.Error(string(api.KindPodMetrics))
+		p.log.Warn("pod metrics poll failed", "namespace", p.ns, "err", err)
+		err = fmt.Errorf("pod metrics: %w", err)
+	}
+	now := time.Now()
+	p.mu.Lock()
+	if err == nil {
+		p.last, p.at = list, now
+	}
+	p.err = err
+	views := make([]*metricsTopic, 0, len(p.views))
+	for v := range p.views {
+		views = append(views, v)
+	}
+	p.mu.Unlock()
+	for _, v := range views {
+		v.update(list, now, err)
 	}
 }
 

@@ -22,9 +22,16 @@ type oneShotLog struct {
 	log       *slog.Logger
 }
 
-// Subscribe implements Topic.
+// Subscribe implements Topic. The lines go out in chunks as they are read (the last
+// ones with the end), so that a large log is never held whole.
 func (o *oneShotLog) Subscribe(ctx context.Context, s *hub.Subscription, j Join) error {
-	events, err := o.read(ctx, j)
+	ch := chunker{send: func(m *hub.Message) { s.Deliver(m) }}
+	err := o.read(ctx, j, func(lines []logLine) {
+		for _, l := range lines {
+			ch.add(encodeLogLine(l, "", "", ""))
+		}
+	})
+	events := ch.events
 	if err != nil {
 		if gone, _, _ := logProblem(err); gone {
 			events = append(events, notFoundEvent("", fmt.Sprintf("pod %s/%s not found", o.ns, o.pod)))
@@ -37,16 +44,16 @@ func (o *oneShotLog) Subscribe(ctx context.Context, s *hub.Subscription, j Join)
 	return nil
 }
 
-func (o *oneShotLog) read(ctx context.Context, j Join) ([]hub.Event, error) {
+func (o *oneShotLog) read(ctx context.Context, j Join, emit func([]logLine)) error {
 	container := o.container
 	if container == "" {
 		o.metrics.Request(string(api.KindPodLog), "get")
 		pod, err := o.cs.CoreV1().Pods(o.ns).Get(ctx, o.pod, metav1.GetOptions{})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if container, err = defaultContainer(pod); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	req := logRequest{container: container}
@@ -59,12 +66,7 @@ func (o *oneShotLog) read(ctx context.Context, j Join) ([]hub.Event, error) {
 		req.tail = &w.tail
 	}
 	o.metrics.Request(string(api.KindPodLog), "fetch")
-	lines, err := fetchLog(ctx, o.cs, o.ns, o.pod, req, skip)
-	events := make([]hub.Event, 0, len(lines))
-	for _, l := range lines {
-		events = append(events, encodeLogLine(l, "", "", ""))
-	}
-	return events, err
+	return streamLog(ctx, o.cs, o.ns, o.pod, req, skip, emit)
 }
 
 // Unsubscribe implements Topic.

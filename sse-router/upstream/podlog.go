@@ -31,23 +31,40 @@ type podLogTopic struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	audience
+	logAudience
 	logRing
 	// complete: the ring holds the log from its very first line.
 	complete bool
+
+	// runCtx is Run's: the shared catch-up reads run under it, in readers. catchUps are
+	// the reads under way by what they read; closed is set once Run no longer waits for
+	// readers, when no read may start.
+	runCtx   context.Context
+	readers  sync.WaitGroup
+	catchUps map[catchUpKey]*catchUp
+	closed   bool
 }
 
 func newPodLogTopic(cs kubernetes.Interface, ns, pod, container string, replay int, m *hub.Metrics, log *slog.Logger, backoff [2]time.Duration) *podLogTopic {
 	return &podLogTopic{
 		cs: cs, ns: ns, pod: pod, container: container, metrics: m, log: log, backoff: backoff,
-		ready: make(chan struct{}), logRing: newLogRing(replay),
+		ready: make(chan struct{}), logRing: newLogRing(replay), runCtx: context.Background(),
 	}
 }
 
 func (t *podLogTopic) markReady() { t.readyOnce.Do(func() { close(t.ready) }) }
 
 // Run fills the ring and follows the log until ctx ends or the log ends.
+// It then stays until ctx ends, for the catch-up reads of late subscribers.
 func (t *podLogTopic) Run(ctx context.Context) {
+	t.runCtx = ctx
+	defer func() {
+		<-ctx.Done()
+		t.mu.Lock()
+		t.closed = true
+		t.mu.Unlock()
+		t.readers.Wait()
+	}()
 	defer t.markReady()
 	if t.container == "" {
 		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
@@ -77,7 +94,7 @@ func (t *podLogTopic) Run(ctx context.Context) {
 
 // fill reads the last lines into the ring; false when the topic is over.
 func (t *podLogTopic) fill(ctx context.Context) bool {
-	backoff := t.backoff[0]
+	retry := newLogRetry(t.backoff)
 	tail := int64(len(t.ring.buf))
 	for ctx.Err() == nil {
 		t.metrics.Request(string(api.KindPodLog), "fetch")
@@ -116,14 +133,13 @@ func (t *podLogTopic) fill(ctx context.Context) bool {
 			return true
 		}
 		t.fail(err)
-		sleep(ctx, jitter(backoff))
-		backoff = min(2*backoff, t.backoff[1])
+		retry.backoff(ctx)
 	}
 	return false
 }
 
 func (t *podLogTopic) follow(ctx context.Context) {
-	backoff := t.backoff[0]
+	retry := newLogRetry(t.backoff)
 	for ctx.Err() == nil {
 		t.mu.Lock()
 		req := logRequest{container: t.container, follow: true}
@@ -160,15 +176,14 @@ func (t *podLogTopic) follow(ctx context.Context) {
 				return
 			case waiting:
 				t.fail(err)
-				sleep(ctx, jitter(t.backoff[0]))
+				retry.short(ctx)
 				continue
 			}
 			t.fail(err)
-			sleep(ctx, jitter(backoff))
-			backoff = min(2*backoff, t.backoff[1])
+			retry.backoff(ctx)
 			continue
 		}
-		backoff = t.backoff[0]
+		retry.reset()
 		// The stream ended: the container is done, or the connection was cut.
 		pod, err := t.cs.CoreV1().Pods(t.ns).Get(ctx, t.pod, metav1.GetOptions{})
 		t.metrics.Request(string(api.KindPodLog), "get")
@@ -180,7 +195,7 @@ func (t *podLogTopic) follow(ctx context.Context) {
 			t.finish(hub.Event{}, "pod-deleted")
 			return
 		}
-		sleep(ctx, jitter(t.backoff[0]))
+		retry.short(ctx)
 	}
 }
 
@@ -205,14 +220,16 @@ func (t *podLogTopic) publish(lines []logLine) {
 		events[i] = encodeLogLine(l, "", "", "")
 	}
 	msg := hub.NewMessage(false, events...)
+	positions := make([]api.LogPos, len(lines))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, l := range lines {
+		positions[i] = l.pos
 		if t.push(l.pos, events[i]) {
 			t.complete = false
 		}
 	}
-	t.fan.Broadcast(msg)
+	t.broadcastLinesLocked(msg, positions)
 }
 
 func (t *podLogTopic) fail(err error) {
@@ -234,7 +251,8 @@ func (t *podLogTopic) clearFailure() {
 }
 
 // Subscribe implements Topic: it waits until the ring is filled, then sends the lines
-// asked for and attaches s.
+// asked for and attaches s. Lines older than the ring come from a read shared with the
+// other subscribers wanting the same ones.
 func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join) error {
 	select {
 	case <-t.ready:
@@ -244,14 +262,27 @@ func (t *podLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join
 	want := linesWanted(j)
 
 	t.mu.Lock()
-	events, covered := t.selectLocked(want)
-	if !covered {
-		t.mu.Unlock()
-		events = t.catchUp(ctx, want) // returns with t.mu held
+	if events, covered := t.selectLocked(want); covered {
+		defer t.mu.Unlock()
+		t.joinLinesLocked(s, events, j.Spec.Follow)
+		return nil
 	}
-	defer t.mu.Unlock()
-	t.joinLinesLocked(s, events, j.Spec.Follow)
-	return nil
+	if t.closed {
+		t.mu.Unlock()
+		return errTopicClosed
+	}
+	c := t.joinCatchUpLocked(s, want, j.Spec.Follow)
+	t.mu.Unlock()
+	if c == nil {
+		return nil // attached after the lines of a kept read
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		t.leaveCatchUp(c, s)
+		return ctx.Err()
+	}
 }
 
 // wanted says which lines a subscriber asks for: those after a position, or the last n.
@@ -289,82 +320,4 @@ func (t *podLogTopic) selectLocked(w wanted) ([]hub.Event, bool) {
 	}
 	// The whole log: the ring holds it only when it was never cut.
 	return t.linesFrom(0), t.complete
-}
-
-// maxCatchUpReads bounds the reads of one catch-up that the followed lines outrun.
-const maxCatchUpReads = 5
-
-// catchUp reads, besides the ring, the older lines a subscriber wants, and returns all
-// the lines it wants. It returns with t.mu held, so that no line is published between
-// the lines returned and the subscriber joining.
-func (t *podLogTopic) catchUp(ctx context.Context, w wanted) []hub.Event {
-	req := logRequest{container: t.container}
-	var skip *api.LogPos
-	// reached is the last line read; the zero position is before every line.
-	var reached api.LogPos
-	if w.hasAfter {
-		since := w.after.Time()
-		req.since = &since
-		skip = &w.after
-		reached = w.after
-	} else if w.tail >= 0 {
-		req.tail = &w.tail
-	}
-	var (
-		older []logLine
-		err   error
-		gap   bool
-	)
-	for reads := 1; ; reads++ {
-		t.metrics.Request(string(api.KindPodLog), "fetch")
-		var more []logLine
-		more, err = fetchLog(ctx, t.cs, t.ns, t.pod, req, skip)
-		older = append(older, more...)
-		if len(older) > 0 {
-			reached = older[len(older)-1].pos
-		}
-		t.mu.Lock()
-		// Lines followed while this read ran may already have left the ring: read on
-		// from the last line read until the ring reaches back to it.
-		gap = err == nil && t.hasEvicted && reached.Less(t.evicted)
-		if !gap || reads == maxCatchUpReads {
-			break
-		}
-		t.mu.Unlock()
-		since, last := reached.Time(), reached
-		req, skip = logRequest{container: t.container, since: &since}, &last
-	}
-
-	var events []hub.Event
-	var first api.LogPos
-	hasFirst := t.ring.len() > 0
-	if hasFirst {
-		first = t.ring.at(0).pos
-	}
-	for _, l := range older {
-		if hasFirst && !l.pos.Less(first) {
-			break
-		}
-		events = append(events, encodeLogLine(l, "", "", ""))
-	}
-	var kept []hub.Event
-	if w.hasAfter {
-		kept, _ = t.linesAfter(w.after)
-	} else {
-		kept = t.linesFrom(0)
-	}
-	events = append(events, kept...)
-	if !w.hasAfter && w.tail >= 0 && int64(len(events)) > w.tail {
-		events = events[int64(len(events))-w.tail:]
-	}
-	switch {
-	case err != nil:
-		t.metrics.Error(string(api.KindPodLog))
-		t.log.Warn("pod log: earlier lines could not be read", "namespace", t.ns, "pod", t.pod, "container", t.container, "err", err)
-		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(api.CodeGap, "earlier lines could not be read"), true)}, events...)
-	case gap:
-		t.metrics.Error(string(api.KindPodLog))
-		events = append([]hub.Event{errorEvent(t.newestID(), publicErrorf(api.CodeGap, "the log grew faster than it could be read: some earlier lines are missing"), true)}, events...)
-	}
-	return events
 }

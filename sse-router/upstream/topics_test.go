@@ -210,11 +210,18 @@ type fakeApps struct {
 	changes  chan AppChange
 	fail     chan error
 	watching chan struct{}
+	// snapErrs are what the next snapshots fail with.
+	snapErrs []error
 }
 
 func (f *fakeApps) Snapshot(ctx context.Context, cluster, ns string) ([]AppChange, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.snapErrs) > 0 {
+		err := f.snapErrs[0]
+		f.snapErrs = f.snapErrs[1:]
+		return nil, err
+	}
 	var out []AppChange
 	for k, v := range f.state {
 		out = append(out, AppChange{App: k, Summary: json.RawMessage(v)})
@@ -275,5 +282,24 @@ func TestAppsTopic(t *testing.T) {
 	<-src.watching
 	if m := recv(t, c); m.Events[0].Name != api.EventRelist || !strings.Contains(string(m.Wire), `"Running"`) {
 		t.Fatalf("after recovery %q", m.Wire)
+	}
+}
+
+// A snapshot that fails is tried again, the subscription with it (the old loop kept
+// following changes it could not show, with no snapshot, until the subscription broke).
+func TestAppsTopicRetriesAFailedSnapshot(t *testing.T) {
+	src := &fakeApps{
+		state: map[string]string{"web": `{"run":"Running"}`}, changes: make(chan AppChange), fail: make(chan error),
+		watching: make(chan struct{}, 5), snapErrs: []error{errors.New("redis: i/o timeout")},
+	}
+	topic := newAppsTopic(src, "local", "shop", hub.NewMetrics(nil), slog.New(slog.DiscardHandler), [2]time.Duration{time.Millisecond, time.Millisecond})
+	c := hub.NewClient(10, nil)
+	_ = topic.Subscribe(t.Context(), c.NewSubscription(""), Join{})
+	go topic.Run(t.Context())
+	if m := recv(t, c); m.Events[0].Name != api.EventError || !strings.Contains(string(m.Wire), `"retrying":true`) {
+		t.Fatalf("failed snapshot: %q", m.Wire)
+	}
+	if m := recv(t, c); m.Events[0].Name != api.EventSnapshot || !strings.Contains(string(m.Wire), `"app":"web"`) {
+		t.Fatalf("after the retry: %q", m.Wire)
 	}
 }

@@ -158,6 +158,13 @@ func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if relist && sameVersions(t.items, m) {
+		// Nothing changed while the watch was down (the Reflector relists after any
+		// broken watch, not only after a 410): subscribers have this state, and the ring
+		// still holds exactly the changes up to rv.
+		t.log.skip(rv)
+		return
+	}
 	t.items = m
 	t.log.restart(rv)
 	if relist {
@@ -167,6 +174,29 @@ func (t *watchTopic) replace(items []runtime.Object, rv string, relist bool) {
 	}
 	t.synced = true
 	t.fan.Broadcast(msg)
+}
+
+// sameVersions reports whether a and b hold the same objects at the same
+// resourceVersions.
+func sameVersions(a, b map[string]runtime.Object) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || resourceVersion(x) != resourceVersion(y) {
+			return false
+		}
+	}
+	return true
+}
+
+func resourceVersion(obj runtime.Object) string {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return ""
+	}
+	return m.GetResourceVersion()
 }
 
 func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 )
@@ -37,9 +38,9 @@ func newFakeUpstream() *fakeUpstream {
 	return &fakeUpstream{watches: make(chan *watch.FakeWatcher, 10), rv: 100}
 }
 
-func (f *fakeUpstream) lw() listWatcher {
-	return listWatcher{
-		list: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+func (f *fakeUpstream) lw() *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.lists++
@@ -52,7 +53,7 @@ func (f *fakeUpstream) lw() listWatcher {
 			}
 			return l, nil
 		},
-		watch: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			f.mu.Lock()
 			f.watchRVs = append(f.watchRVs, o.ResourceVersion)
 			err := f.watchErr
@@ -95,21 +96,17 @@ func runWatchTopic(t *testing.T, f *fakeUpstream, replay int) (*watchTopic, *hub
 // recv returns the next message delivered to c.
 func recv(t *testing.T, c *hub.Client) *hub.Message {
 	t.Helper()
-	select {
-	case d := <-c.Deliveries():
-		return d.Msg
-	case <-time.After(5 * time.Second):
+	d, ok := c.Next(5 * time.Second)
+	if !ok {
 		t.Fatal("no message")
-		return nil
 	}
+	return d.Msg
 }
 
 func noMessage(t *testing.T, c *hub.Client) {
 	t.Helper()
-	select {
-	case d := <-c.Deliveries():
+	if d, ok := c.Next(50 * time.Millisecond); ok {
 		t.Fatalf("unexpected message %q", d.Msg.Wire)
-	case <-time.After(50 * time.Millisecond):
 	}
 }
 

@@ -1,23 +1,18 @@
 package upstream
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
@@ -32,9 +27,12 @@ const (
 // workflowLogOptions tune workflow log topics.
 type workflowLogOptions struct {
 	replay int
-	// window is how long lines wait to be merged in time order with other pods' lines.
+	// window is how long lines wait to be merged in time order with other pods' lines,
+	// and how long a pod's follow stays idle before it counts as at the end of its log.
 	window time.Duration
-	// maxWait bounds how long any line waits.
+	// maxWait bounds how long a line waits for pods at the end of their logs (whose
+	// node's clock may lag), and for a pod's follow to give its first answer. Lines wait
+	// as long as it takes for pods still reading their backlog.
 	maxWait time.Duration
 	// drainIdle: after a pod's container terminated, its follow is closed once no line
 	// came for this long (some kubelets keep a follow of a finished container open).
@@ -63,9 +61,14 @@ type workflowLogTopic struct {
 	lines      chan podLines
 	followDone chan types.UID
 
-	audience
+	logAudience
 	logRing
+	// pods are the pods followed, for a resume that reads their logs again.
+	pods []podRef
 }
+
+// podRef names a pod of the workflow and its Argo node, as its lines show them.
+type podRef struct{ name, node string }
 
 type podUpdate struct {
 	pod     *corev1.Pod
@@ -102,19 +105,6 @@ func newWorkflowLogTopic(cs kubernetes.Interface, argo argoclient.Interface, ns,
 
 func (t *workflowLogTopic) markReady() { t.readyOnce.Do(func() { close(t.ready) }) }
 
-// podFollower is the follow of one pod's log.
-type podFollower struct {
-	uid        types.UID
-	pod        string
-	node       string
-	cancel     context.CancelFunc
-	terminated atomic.Bool
-	primed     atomic.Bool
-	// lastActivity is when a line last came (Unix nanos), or when the pod terminated.
-	lastActivity atomic.Int64
-	done         bool
-}
-
 // Run follows the workflow and its pods until ctx ends or the workflow's log has ended.
 func (t *workflowLogTopic) Run(ctx context.Context) {
 	defer t.markReady()
@@ -144,9 +134,8 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 		followers   = map[types.UID]*podFollower{}
 		wf          wfUpdate
 		wfKnown     bool
-		merge       = &lineHeap{}
+		merge       merger
 		tick        = time.NewTicker(max(t.opts.window/2, 10*time.Millisecond))
-		seq         uint64
 		podsSynced  bool
 		finishAfter string
 	)
@@ -160,6 +149,9 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 		f := &podFollower{uid: p.UID, pod: p.Name, node: p.Annotations[nodeNameAnnotation], cancel: fcancel}
 		f.lastActivity.Store(time.Now().UnixNano())
 		followers[p.UID] = f
+		t.mu.Lock()
+		t.pods = append(t.pods, podRef{name: f.pod, node: f.node})
+		t.mu.Unlock()
 		wg.Go(func() { t.followPod(ctx, fctx, f) })
 	}
 	markTerminated := func(uid types.UID) {
@@ -169,25 +161,7 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 		}
 	}
 	flush := func(all bool) {
-		now := time.Now()
-		allPrimed := true
-		for _, f := range followers {
-			if !f.done && !f.primed.Load() {
-				allPrimed = false
-			}
-		}
-		var out []logLine
-		var meta []podLines
-		for merge.Len() > 0 {
-			top := (*merge)[0]
-			if !all && !(allPrimed && !top.line.time.After(now.Add(-t.opts.window))) && now.Sub(top.arrived) < t.opts.maxWait {
-				break
-			}
-			heap.Pop(merge)
-			out = append(out, top.line)
-			meta = append(meta, podLines{pod: top.pod, node: top.node})
-		}
-		t.publish(out, meta)
+		t.publish(merge.take(all, followers, time.Now(), t.opts))
 	}
 
 	for {
@@ -234,13 +208,11 @@ func (t *workflowLogTopic) Run(ctx context.Context) {
 			}
 		case pl := <-t.lines:
 			now := time.Now()
-			if f, ok := followers[pl.uid]; ok {
+			if f, ok := followers[pl.uid]; ok && len(pl.lines) > 0 {
 				f.lastActivity.Store(now.UnixNano())
+				f.newest = max(f.newest, pl.lines[len(pl.lines)-1].pos.Nanos)
 			}
-			for _, l := range pl.lines {
-				seq++
-				heap.Push(merge, &heapLine{line: l, pod: pl.pod, node: pl.node, arrived: now, seq: seq})
-			}
+			merge.add(pl, now)
 		case uid := <-t.followDone:
 			if f, ok := followers[uid]; ok {
 				f.done = true
@@ -288,7 +260,7 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 	}()
 	parser := lineParser{}
 	var last *api.LogPos
-	backoff := t.opts.backoff[0]
+	retry := newLogRetry(t.opts.backoff)
 	emit := func(lines []logLine) {
 		f.primed.Store(true)
 		lp := lines[len(lines)-1].pos
@@ -320,7 +292,8 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 			if f.terminated.Load() {
 				return
 			}
-			sleep(ctx, jitter(t.opts.backoff[0]))
+			retry.reset()
+			retry.short(ctx)
 			continue
 		}
 		t.metrics.Error(string(api.KindWorkflowLog))
@@ -332,11 +305,10 @@ func (t *workflowLogTopic) followPod(runCtx, ctx context.Context, f *podFollower
 			t.log.Warn("workflow pod log unavailable", "namespace", t.ns, "pod", f.pod, "err", err)
 			return
 		case waiting:
-			sleep(ctx, jitter(t.opts.backoff[0]))
+			retry.short(ctx)
 		default:
 			t.log.Warn("workflow pod log follow failed", "namespace", t.ns, "pod", f.pod, "err", err)
-			sleep(ctx, jitter(backoff))
-			backoff = min(2*backoff, t.opts.backoff[1])
+			retry.backoff(ctx)
 		}
 	}
 }
@@ -345,28 +317,6 @@ func (t *workflowLogTopic) hasLines() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.hasLast
-}
-
-// publish emits merged lines with positions that only grow: a late line from another
-// pod keeps its real time in the payload but takes the next position after the last one
-// sent, so that its id never repeats and resuming by id stays exact.
-func (t *workflowLogTopic) publish(lines []logLine, meta []podLines) {
-	if len(lines) == 0 {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	events := make([]hub.Event, len(lines))
-	for i, l := range lines {
-		pos := api.LogPos{Nanos: l.time.UnixNano()}
-		if t.hasLast && !t.last.Less(pos) {
-			pos = api.LogPos{Nanos: t.last.Nanos, Rank: t.last.Rank + 1}
-		}
-		l.pos = pos
-		events[i] = encodeLogLine(l, meta[i].pod, meta[i].node, "")
-		t.push(pos, events[i])
-	}
-	t.fan.Broadcast(hub.NewMessage(false, events...))
 }
 
 func (t *workflowLogTopic) failing(err error) {
@@ -379,121 +329,4 @@ func (t *workflowLogTopic) failing(err error) {
 		return
 	}
 	t.failLocked(hub.NewMessage(false, errorEvent(t.newestID(), err, true)))
-}
-
-// Subscribe implements Topic.
-func (t *workflowLogTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join) error {
-	select {
-	case <-t.ready:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// Lines no longer kept are announced before the ones that are.
-	var events, kept []hub.Event
-	if j.Resume.Set && !j.Resume.Ended {
-		after := j.Resume.Log
-		var lost bool
-		if kept, lost = t.linesAfter(after); lost {
-			events = append(events, errorEvent(after.String(), publicErrorf(api.CodeGap, "lines between this position and %s are no longer kept", t.ring.at(0).pos), true))
-		}
-	} else if kept = t.linesFrom(0); t.hasEvicted {
-		events = append(events, errorEvent("", publicErrorf(api.CodeGap, "the first lines of this workflow's log are no longer kept"), true))
-	}
-	// Workflow logs take no follow parameter: they are always followed.
-	t.joinLinesLocked(s, append(events, kept...), true)
-	return nil
-}
-
-// loopFeed hands what one of the topic's watches sees to the Run loop, as updates U,
-// and its failures to the subscribers.
-type loopFeed[U any] struct {
-	t       *workflowLogTopic
-	ctx     context.Context
-	updates chan<- U
-}
-
-func (f *loopFeed[U]) send(u U) {
-	select {
-	case f.updates <- u:
-	case <-f.ctx.Done():
-	}
-}
-
-func (f *loopFeed[U]) progress(string)   {}
-func (f *loopFeed[U]) failing(err error) { f.t.failing(err) }
-
-// wfWatch turns the workflow's watch into updates for the Run loop.
-type wfWatch struct{ loopFeed[wfUpdate] }
-
-func wfState(obj runtime.Object) wfUpdate {
-	wf, ok := obj.(*wfv1.Workflow)
-	if !ok {
-		return wfUpdate{exists: true}
-	}
-	return wfUpdate{exists: true, completed: wf.Status.Phase.Completed(), phase: string(wf.Status.Phase)}
-}
-
-func (w *wfWatch) replace(items []runtime.Object, _ string, _ bool) {
-	if len(items) == 0 {
-		w.send(wfUpdate{})
-		return
-	}
-	w.send(wfState(items[0]))
-}
-
-func (w *wfWatch) event(typ watch.EventType, obj runtime.Object, _ string) {
-	if typ == watch.Deleted {
-		w.send(wfUpdate{})
-		return
-	}
-	w.send(wfState(obj))
-}
-
-// podWatch turns the pods' watch into updates for the Run loop.
-type podWatch struct{ loopFeed[podUpdate] }
-
-func (w *podWatch) replace(items []runtime.Object, _ string, _ bool) {
-	all := make([]*corev1.Pod, 0, len(items))
-	for _, o := range items {
-		if p, ok := o.(*corev1.Pod); ok {
-			all = append(all, p)
-		}
-	}
-	w.send(podUpdate{all: all})
-}
-
-func (w *podWatch) event(typ watch.EventType, obj runtime.Object, _ string) {
-	if p, ok := obj.(*corev1.Pod); ok {
-		w.send(podUpdate{pod: p, deleted: typ == watch.Deleted})
-	}
-}
-
-// lineHeap orders lines of several pods by time (then arrival).
-type heapLine struct {
-	line      logLine
-	pod, node string
-	arrived   time.Time
-	seq       uint64
-}
-
-type lineHeap []*heapLine
-
-func (h lineHeap) Len() int { return len(h) }
-func (h lineHeap) Less(i, j int) bool {
-	if !h[i].line.time.Equal(h[j].line.time) {
-		return h[i].line.time.Before(h[j].line.time)
-	}
-	return h[i].seq < h[j].seq
-}
-func (h lineHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *lineHeap) Push(x any)   { *h = append(*h, x.(*heapLine)) }
-func (h *lineHeap) Pop() any {
-	old := *h
-	n := len(old)
-	x := old[n-1]
-	old[n-1] = nil
-	*h = old[:n-1]
-	return x
 }
