@@ -36,9 +36,10 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
-	"github.com/dwp-sre/dwp-sre/sse-router/stream"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }
@@ -350,7 +351,7 @@ func startRouter(t *testing.T, ctx context.Context, env *clustertest.Env, rdb *r
 		MetricsInterval: 5 * time.Second, AuthCacheTTL: 2 * time.Second, AppLabel: "app",
 		TokenCookie: "dwp_token", MaxSubscriptions: 8, ShutdownTimeout: 5 * time.Second,
 	}
-	apps := stream.NewSummaryApps(rdb, "dwp:", map[string]string{clusters.Default().Name: cluster})
+	apps := upstream.NewSummaryApps(rdb, "dwp:", map[string]string{clusters.Default().Name: cluster})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(cfg, server.Deps{Clusters: clusters, Apps: apps, Logger: log, Registry: prometheus.NewRegistry()})
 	if err != nil {
@@ -399,11 +400,11 @@ func followStream(t *testing.T, ctx context.Context, url, token, app string) *fo
 			}
 			var items []item
 			switch ev.Type {
-			case stream.EventSnapshot, stream.EventRelist:
+			case api.EventSnapshot, api.EventRelist:
 				var l struct{ Items []item }
 				_ = json.Unmarshal([]byte(ev.Data), &l)
 				items = l.Items
-			case stream.EventApp, stream.EventDeleted:
+			case api.EventApp, api.EventDeleted:
 				var it item
 				_ = json.Unmarshal([]byte(ev.Data), &it)
 				items = []item{it}
