@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -129,7 +130,7 @@ func TestStoppedReaderDroppedAtOneEventPerSecond(t *testing.T) {
 	t.Parallel()
 	env := clustertest.Get(t)
 	ns := env.Namespace(t)
-	r := startRouter(t, env, func(c *server.Config) { c.WriteTimeout = 8 * time.Second })
+	r := startRouter(t, env, func(c *server.Config) { c.WriteTimeout = 6 * time.Second }) // the default
 	tok := env.Tokens["admin"]
 	pl := env.PodLog(t, ns, "web-1", "main")
 	runningPod(t, env, ns, "web-1", "web")
@@ -157,15 +158,27 @@ func TestStoppedReaderDroppedAtOneEventPerSecond(t *testing.T) {
 		closed <- 0
 	}()
 	// One line a second while the stalled one is left alone.
+	ticking := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-ticking:
+				return
+			case <-time.After(time.Second):
+			}
+			if _, err := pl.Append(fmt.Sprintf("tick %04d", i)); err != nil {
+				t.Logf("append: %v", err)
+			}
+		}
+	}()
 	var dropped time.Duration
-	for i := 0; dropped == 0 && i < 30; i++ {
-		appendLines(t, pl, "tick", i, 1)
-		good.until(t, 5*time.Second, "the tick", func(ev sse.Event) bool { return ev.Type == "log" })
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if r.metric(t, "dwp_sse_slow_clients_dropped_total") >= 1 {
 			dropped = time.Since(stoppedAt)
+			break
 		}
-		time.Sleep(time.Second - 50*time.Millisecond)
 	}
+	close(ticking)
 	if dropped == 0 {
 		t.Fatal("the stopped reader was not dropped within 30 s")
 	}
@@ -173,6 +186,10 @@ func TestStoppedReaderDroppedAtOneEventPerSecond(t *testing.T) {
 	if dropped > 10*time.Second {
 		t.Fatalf("dropped after %s, want ≤ 10 s", dropped)
 	}
+	// The reader kept getting the lines meanwhile.
+	good.until(t, 30*time.Second, "a tick", func(ev sse.Event) bool {
+		return ev.Type == "log" && strings.HasPrefix(decodeLog(t, ev).Line, "tick ")
+	})
 	select {
 	case <-closed:
 	case <-time.After(60 * time.Second):

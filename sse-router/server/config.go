@@ -95,7 +95,7 @@ var settings = []envflag.Setting[Config]{
 	envflag.Duration("DWP_RETRY", "retry", "3s", "reconnection delay advised to browsers (retry:)", func(c *Config) *time.Duration { return &c.Retry }),
 	envflag.Duration("DWP_LINGER", "linger", "30s", "how long an upstream (and a multiplexed session) outlives its last viewer", func(c *Config) *time.Duration { return &c.Linger }),
 	envflag.Int("DWP_QUEUE_SIZE", "queue-size", "256", "messages queued per client before it is dropped as slow", 1, func(c *Config) *int { return &c.QueueSize }),
-	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "8s", "a client whose data stays unsent (or unacknowledged) this long is dropped as slow", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "6s", "a client whose data stays unsent (or unacknowledged) this long is dropped as slow", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 	envflag.Int("DWP_SEND_BUFFER", "send-buffer", "0", "kernel send buffer of each stream socket in bytes (0: the system's default, which absorbs bursts; a stalled client is found by what it leaves unacknowledged either way)", 0, func(c *Config) *int { return &c.SendBuffer }),
 	envflag.Int("DWP_WRITERS", "writers", "0", "goroutines writing streams (0: two per CPU)", 0, func(c *Config) *int { return &c.Writers }),
 	envflag.Int("DWP_WATCH_REPLAY", "watch-replay", "1000", "changes kept per watch for Last-Event-ID resume", 1, func(c *Config) *int { return &c.WatchReplay }),

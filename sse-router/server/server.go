@@ -89,7 +89,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg.QueueSize = 256
 	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 8 * time.Second
+		cfg.WriteTimeout = 6 * time.Second
 	}
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = 32
