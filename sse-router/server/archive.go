@@ -6,9 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
+	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
+	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
 )
 
 // validArchiveParam accepts a workflow UID or an Argo node id: letters, digits, '-', '_'
@@ -97,4 +100,19 @@ func (s *Server) serveArchivedLog(w http.ResponseWriter, r *http.Request, rawUID
 	if _, err := io.Copy(w, resp.Body); err != nil && !errors.Is(err, r.Context().Err()) {
 		s.log.Debug("archived log copy ended", "err", err)
 	}
+}
+
+// archiveProxy reads archived workflow logs from argo-server.
+type archiveProxy struct {
+	base   string
+	client *http.Client
+}
+
+func newArchiveProxy(base, caFile string, insecure bool) (*archiveProxy, error) {
+	tr, err := tlstransport.New(caFile, insecure)
+	if err != nil {
+		return nil, fmt.Errorf("argo-server: %w", err)
+	}
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	return &archiveProxy{base: strings.TrimSuffix(base, "/"), client: &http.Client{Transport: tr}}, nil
 }

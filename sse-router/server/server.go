@@ -24,7 +24,6 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
-	"github.com/dwp-sre/dwp-sre/internal/tlstransport"
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
@@ -405,19 +404,4 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = hs.Close()
 	}
 	return err
-}
-
-// archiveProxy reads archived workflow logs from argo-server.
-type archiveProxy struct {
-	base   string
-	client *http.Client
-}
-
-func newArchiveProxy(base, caFile string, insecure bool) (*archiveProxy, error) {
-	tr, err := tlstransport.New(caFile, insecure)
-	if err != nil {
-		return nil, fmt.Errorf("argo-server: %w", err)
-	}
-	tr.ResponseHeaderTimeout = 30 * time.Second
-	return &archiveProxy{base: strings.TrimSuffix(base, "/"), client: &http.Client{Transport: tr}}, nil
 }
