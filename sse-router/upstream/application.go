@@ -181,15 +181,14 @@ type applicationTopic struct {
 	loop *listWatch
 	name string
 
-	audience
+	changeFeed
 	synced bool
-	view   []byte // the encoded view; nil while there is no Application
-	log    changeLog
+	view   []byte       // the encoded view; nil while there is no Application
 	state  *hub.Message // the view as a message, until it or the log restarts
 }
 
 func newApplicationTopic(loop *listWatch, name string) *applicationTopic {
-	return &applicationTopic{loop: loop, name: name, log: newChangeLog(applicationReplay)}
+	return &applicationTopic{loop: loop, name: name, changeFeed: changeFeed{log: newChangeLog(applicationReplay)}}
 }
 
 // Run follows the Application until ctx ends.
@@ -268,20 +267,4 @@ func (t *applicationTopic) event(typ watch.EventType, obj runtime.Object, rv str
 	t.view, t.state = view, nil
 	t.log.record(rv, msg)
 	t.fan.Broadcast(msg)
-}
-
-func (t *applicationTopic) progress(rv string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.log.skip(rv)
-}
-
-func (t *applicationTopic) failing(err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err == nil {
-		t.failure = nil
-		return
-	}
-	t.failLocked(hub.NewMessage(false, errorEvent(t.log.rv, err, true)))
 }

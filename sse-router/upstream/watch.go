@@ -24,15 +24,14 @@ type watchTopic struct {
 	loop    *listWatch
 	prepare func(runtime.Object)
 
-	audience
+	changeFeed
 	synced   bool
 	items    map[string]runtime.Object
-	log      changeLog
 	snapshot *hub.Message // the encoded current state, until it changes
 }
 
 func newWatchTopic(loop *listWatch, prepare func(runtime.Object), replay int) *watchTopic {
-	return &watchTopic{loop: loop, prepare: prepare, log: newChangeLog(replay), items: map[string]runtime.Object{}}
+	return &watchTopic{loop: loop, prepare: prepare, changeFeed: changeFeed{log: newChangeLog(replay)}, items: map[string]runtime.Object{}}
 }
 
 // changeLog is where a watch-fed topic stands (the last resourceVersion seen) and the
@@ -217,20 +216,27 @@ func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
 	t.fan.Broadcast(msg)
 }
 
-func (t *watchTopic) progress(rv string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.log.skip(rv)
+// changeFeed is what the watch topics share: their audience and the log of changes
+// a resuming subscriber is given, with the upstream's progress and failures kept in it.
+type changeFeed struct {
+	audience
+	log changeLog
 }
 
-func (t *watchTopic) failing(err error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+func (f *changeFeed) progress(rv string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log.skip(rv)
+}
+
+func (f *changeFeed) failing(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err == nil {
-		t.failure = nil
+		f.failure = nil
 		return
 	}
-	t.failLocked(hub.NewMessage(false, errorEvent(t.log.rv, err, true)))
+	f.failLocked(hub.NewMessage(false, errorEvent(f.log.rv, err, true)))
 }
 
 // objects returns the cached objects sorted by namespace/name.
