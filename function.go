@@ -7,7 +7,6 @@ package function
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +18,13 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops"
 	"github.com/dwp-sre/dwp-sre/functions/summaries"
 	"github.com/dwp-sre/dwp-sre/functions/workflows"
+	"github.com/dwp-sre/dwp-sre/internal/apidocs"
 	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/cors"
 	"github.com/dwp-sre/dwp-sre/internal/eventauth"
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
@@ -66,7 +66,23 @@ func families() []family {
 const (
 	EventsPath  = "/events"
 	OpenAPIPath = "/api/v1/openapi.json"
+	// DocsPath is the interactive reference of the OpenAPI document; its assets are under it.
+	DocsPath = "/docs"
 )
+
+// ownRoutes registers what the function serves itself: the events, the OpenAPI document
+// and its reference page (no token needed: it shows the document, which is public too).
+func ownRoutes(r *httprouter.Router, events http.Handler, doc []byte) {
+	r.Handler(http.MethodPost, EventsPath, events)
+	r.GET(OpenAPIPath, serveOpenAPI(doc))
+	docs := apidocs.Handler(OpenAPIPath)
+	r.Handler(http.MethodGet, DocsPath, docs)
+	r.Handler(http.MethodGet, DocsPath+"/*asset", docs)
+}
+
+// envCORSOrigins names the portal origins whose pages may call the function from a browser
+// (the console served by the SSE router, a portal on its own host).
+const envCORSOrigins = "DWP_CORS_ORIGINS"
 
 // envKubeconfig gives the API server that reviews event senders' tokens, with the
 // function's own credentials (they need create on tokenreviews); empty means in-cluster.
@@ -81,9 +97,24 @@ type Function struct {
 
 	mu      sync.RWMutex
 	handler http.Handler
+	router  *httprouter.Router // under handler: the routes, for Lookup
 	started []family
 	events  *eventrouter.Router
 	openapi []byte
+}
+
+// EventTypes are the CloudEvent types the function handles and those its handlers reply
+// with, read from its families without starting them: what the broker's Triggers must
+// deliver, and must never deliver.
+func EventTypes() (handled, replies []string) {
+	er := eventrouter.New()
+	for _, fam := range families() {
+		fam.Events(er)
+		if r, ok := fam.(replier); ok {
+			replies = append(replies, r.ReplyTypes()...)
+		}
+	}
+	return er.Types(), replies
 }
 
 // New returns the function, to be started with Start. Its families are listed in families.
@@ -128,10 +159,7 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error)
 	if err != nil {
 		return err
 	}
-	if err := register(func() {
-		router.Handler(http.MethodPost, EventsPath, guard.Wrap(events))
-		router.GET(OpenAPIPath, serveOpenAPI(doc))
-	}); err != nil {
+	if err := register(func() { ownRoutes(router, guard.Wrap(events), doc) }); err != nil {
 		return err
 	}
 	router.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -145,8 +173,20 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) (err error)
 		problem.Write(w, problem.New(http.StatusInternalServerError, "internal error"))
 	}
 
+	origins, err := cors.ParseOrigins(cfg[envCORSOrigins])
+	if err != nil {
+		return fmt.Errorf("%s: %w", envCORSOrigins, err)
+	}
+	// Pages send the token as a header, never a cookie: no credentials mode.
+	handler := cors.Policy{
+		Origins: origins, Setting: envCORSOrigins,
+		Methods: []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"},
+		Headers: []string{"Authorization", "Content-Type"},
+		Expose:  []string{"Location", "Retry-After"},
+	}.Handler(router)
+
 	f.mu.Lock()
-	f.handler, f.started, f.events, f.openapi = router, started, events, doc
+	f.handler, f.router, f.started, f.events, f.openapi = handler, router, started, events, doc
 	f.mu.Unlock()
 	return nil
 }
@@ -244,78 +284,13 @@ func (f *Function) OpenAPI() []byte {
 var openapiBase []byte
 
 // openAPI merges the function's own document with the families' parts into one JSON
-// document. Two parts defining the same path or component is an error.
+// document.
 func openAPI(fams []family) ([]byte, error) {
-	doc, err := yamlObject("openapi.yaml", openapiBase)
-	if err != nil {
-		return nil, err
-	}
+	parts := []apidocs.Part{{Name: "openapi.yaml", Doc: openapiBase}}
 	for _, fam := range fams {
-		d, ok := fam.(documented)
-		if !ok {
-			continue
-		}
-		part, err := yamlObject(fmt.Sprintf("OpenAPI of %T", fam), d.OpenAPI())
-		if err != nil {
-			return nil, err
-		}
-		for key, v := range part {
-			switch key {
-			case "paths":
-				if err := mergeInto(doc, "paths", v, fmt.Sprintf("%T", fam)); err != nil {
-					return nil, err
-				}
-			case "components":
-				parts, ok := v.(map[string]any)
-				if !ok {
-					return nil, fmt.Errorf("OpenAPI of %T: components is not an object", fam)
-				}
-				comps, _ := doc["components"].(map[string]any)
-				if comps == nil {
-					comps = map[string]any{}
-					doc["components"] = comps
-				}
-				for kind, defs := range parts {
-					if err := mergeInto(comps, kind, defs, fmt.Sprintf("%T", fam)); err != nil {
-						return nil, err
-					}
-				}
-			default:
-				return nil, fmt.Errorf("OpenAPI of %T: only paths and components may be given, not %s", fam, key)
-			}
+		if d, ok := fam.(documented); ok {
+			parts = append(parts, apidocs.Part{Name: fmt.Sprintf("%T", fam), Doc: d.OpenAPI()})
 		}
 	}
-	return json.Marshal(doc)
-}
-
-func yamlObject(name string, b []byte) (map[string]any, error) {
-	j, err := yaml.YAMLToJSON(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(j, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return m, nil
-}
-
-// mergeInto adds the members of the object v to the object parent[key].
-func mergeInto(parent map[string]any, key string, v any, from string) error {
-	add, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Errorf("OpenAPI of %s: %s is not an object", from, key)
-	}
-	into, _ := parent[key].(map[string]any)
-	if into == nil {
-		into = map[string]any{}
-		parent[key] = into
-	}
-	for name, def := range add {
-		if _, dup := into[name]; dup {
-			return fmt.Errorf("OpenAPI of %s: %s %q is defined twice", from, key, name)
-		}
-		into[name] = def
-	}
-	return nil
+	return apidocs.Merge(parts...)
 }

@@ -2,7 +2,6 @@ package function
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"go/ast"
 	"go/parser"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -157,103 +155,6 @@ func startReal(t testing.TB) *Function {
 	}
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	return f
-}
-
-// routes walks httprouter's trees. httprouter v1 has no route listing; its radix tree
-// (Router.trees, node.path/children/handle) rebuilds each registered pattern by
-// concatenating the paths from the root to a node with a handle.
-func routes(t *testing.T, r *httprouter.Router) map[string]bool {
-	t.Helper()
-	out := map[string]bool{}
-	trees := reflect.ValueOf(r).Elem().FieldByName("trees")
-	if !trees.IsValid() {
-		t.Fatal("httprouter's Router has no trees field: update the route walker for this version")
-	}
-	var walk func(n reflect.Value, prefix, method string)
-	walk = func(n reflect.Value, prefix, method string) {
-		if n.IsNil() {
-			return
-		}
-		n = n.Elem()
-		path := prefix + n.FieldByName("path").String()
-		if !n.FieldByName("handle").IsNil() {
-			out[method+" "+path] = true
-		}
-		children := n.FieldByName("children")
-		for i := 0; i < children.Len(); i++ {
-			walk(children.Index(i), path, method)
-		}
-	}
-	iter := trees.MapRange()
-	for iter.Next() {
-		walk(iter.Value(), "", iter.Key().String())
-	}
-	return out
-}
-
-var paramRE = regexp.MustCompile(`[:*]([A-Za-z0-9_]+)`)
-
-func TestRoutesMatchOpenAPI(t *testing.T) {
-	f := startReal(t)
-	router := f.handler.(*httprouter.Router)
-	routed := routes(t, router)
-	if len(routed) < 9 {
-		t.Fatalf("only %d routes found: %v", len(routed), routed)
-	}
-
-	var doc struct {
-		OpenAPI string                                `json:"openapi"`
-		Paths   map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal(f.OpenAPI(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(doc.OpenAPI, "3.") {
-		t.Fatalf("openapi %q", doc.OpenAPI)
-	}
-	documented := map[string]bool{}
-	for path, item := range doc.Paths {
-		for method := range item {
-			switch method {
-			case "get", "put", "post", "delete", "patch", "head", "options":
-				documented[strings.ToUpper(method)+" "+path] = true
-			}
-		}
-	}
-	for r := range routed {
-		if !documented[paramRE.ReplaceAllString(r, "{$1}")] {
-			t.Errorf("route %s is not in the OpenAPI document", r)
-		}
-	}
-	openapiRoutes := map[string]bool{}
-	for r := range routed {
-		openapiRoutes[paramRE.ReplaceAllString(r, "{$1}")] = true
-	}
-	for d := range documented {
-		if !openapiRoutes[d] {
-			t.Errorf("documented operation %s is not routed", d)
-		}
-	}
-
-	// The document is served, and every $ref in it resolves.
-	rec := httptest.NewRecorder()
-	f.Handle(rec, httptest.NewRequest(http.MethodGet, OpenAPIPath, nil))
-	if rec.Code != http.StatusOK || !json.Valid(rec.Body.Bytes()) {
-		t.Fatalf("GET %s: %d", OpenAPIPath, rec.Code)
-	}
-	var whole map[string]any
-	_ = json.Unmarshal(rec.Body.Bytes(), &whole)
-	for _, ref := range regexp.MustCompile(`"\$ref":"#/([^"]+)"`).FindAllStringSubmatch(rec.Body.String(), -1) {
-		var node any = whole
-		for _, part := range strings.Split(ref[1], "/") {
-			m, ok := node.(map[string]any)
-			if !ok || m[part] == nil {
-				t.Errorf("$ref #/%s does not resolve", ref[1])
-				break
-			}
-			node = m[part]
-		}
-	}
 }
 
 func TestReplyTypesAreNotHandled(t *testing.T) {

@@ -1,17 +1,20 @@
 // Package deploy_test checks that every kustomization of the project (deploy/ and
 // triggers/) builds and that each object it makes is accepted by a real API server with
-// the CRDs installed (server-side dry run, strict field validation).
+// the CRDs installed (server-side dry run, strict field validation), and that every pod
+// the overlays would run is admitted under the restricted Pod Security Standard.
 package deploy_test
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
 
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
@@ -36,10 +40,12 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// kustomizations lists every folder holding a kustomization.yaml under deploy/ and triggers/.
-func kustomizations(t *testing.T, root string) []string {
+// kustomizations lists every folder under the given top folders of root holding a
+// kustomization.yaml of kind Kustomization. A Component (such as the production overlay's
+// images) makes nothing alone: it is built as part of the overlays naming it.
+func kustomizations(t *testing.T, root string, tops ...string) []string {
 	var dirs []string
-	for _, top := range []string{"deploy", "triggers"} {
+	for _, top := range tops {
 		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d os.DirEntry, err error) error {
 			if errors.Is(err, os.ErrNotExist) {
 				return filepath.SkipDir
@@ -47,7 +53,18 @@ func kustomizations(t *testing.T, root string) []string {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && d.Name() == "kustomization.yaml" {
+			if d.IsDir() || d.Name() != "kustomization.yaml" {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			var k struct{ Kind string }
+			if err := yaml.Unmarshal(b, &k); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if k.Kind != "Component" {
 				dirs = append(dirs, filepath.Dir(p))
 			}
 			return nil
@@ -59,16 +76,47 @@ func kustomizations(t *testing.T, root string) []string {
 	return dirs
 }
 
-func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
-	env := clustertest.Get(t)
-	root := repoRoot(t)
+// The overlays an install is made of; a test fails if one is renamed without it.
+var overlays = []string{"deploy/overlays/local", "deploy/overlays/production"}
+
+// kubectlPath is the plane's kubectl, which builds kustomizations as `kubectl apply -k` does.
+func kubectlPath(t *testing.T, root string) string {
+	t.Helper()
 	kubectl := filepath.Join(root, "bin", "kubectl")
 	if _, err := os.Stat(kubectl); err != nil {
 		t.Fatalf("%s is built with the control plane (make build): %v", kubectl, err)
 	}
-	dirs := kustomizations(t, root)
-	if len(dirs) == 0 {
-		t.Fatal("no kustomization found")
+	return kubectl
+}
+
+// build runs kustomize on dir and decodes the objects it makes.
+func build(t *testing.T, kubectl, root, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	rel, _ := filepath.Rel(root, dir)
+	out, err := exec.Command(kubectl, "kustomize", dir).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kustomize %s: %v\n%s", rel, err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	objs := decode(t, out)
+	if len(objs) == 0 {
+		t.Fatalf("%s makes no objects", rel)
+	}
+	return objs
+}
+
+func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
+	env := clustertest.Get(t)
+	root := repoRoot(t)
+	kubectl := kubectlPath(t, root)
+	dirs := kustomizations(t, root, "deploy", "triggers")
+	for _, o := range overlays {
+		if !slices.Contains(dirs, filepath.Join(root, o)) {
+			t.Errorf("no kustomization in %s", o)
+		}
 	}
 	cs := env.AdminClientset(t)
 	dyn := env.AdminDynamic(t)
@@ -77,18 +125,7 @@ func TestKustomizationsAreAcceptedByTheAPIServer(t *testing.T) {
 	for _, dir := range dirs {
 		rel, _ := filepath.Rel(root, dir)
 		t.Run(rel, func(t *testing.T) {
-			out, err := exec.Command(kubectl, "kustomize", dir).Output()
-			if err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					t.Fatalf("kustomize %s: %v\n%s", rel, err, ee.Stderr)
-				}
-				t.Fatal(err)
-			}
-			objs := decode(t, out)
-			if len(objs) == 0 {
-				t.Fatalf("%s makes no objects", rel)
-			}
+			objs := build(t, kubectl, root, dir)
 			ctx := context.Background()
 			for _, u := range objs {
 				m, err := mapper.RESTMapping(u.GroupVersionKind().GroupKind(), u.GroupVersionKind().Version)

@@ -11,11 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/dwp-sre/dwp-sre/internal/kube"
-	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
@@ -50,20 +48,10 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	deps := server.Deps{Clusters: clusters, Logger: log}
-	if cfg.RedisAddr != "" {
-		opts, err := summarystore.ParseOptions(map[string]string{
-			summarystore.EnvRedisAddr:     cfg.RedisAddr,
-			summarystore.EnvRedisDB:       strconv.Itoa(cfg.RedisDB),
-			summarystore.EnvRedisPrefix:   cfg.RedisPrefix,
-			summarystore.EnvRedisUsername: os.Getenv(summarystore.EnvRedisUsername),
-			summarystore.EnvRedisPassword: os.Getenv(summarystore.EnvRedisPassword),
-		})
-		if err != nil {
-			return err
-		}
-		rdb := opts.Client()
+	if cfg.Redis.Addr != "" {
+		rdb := cfg.Redis.Client()
 		defer rdb.Close()
-		deps.Apps = upstream.NewSummaryApps(rdb, opts.Prefix, cfg.SummaryClusterNames)
+		deps.Apps = upstream.NewSummaryApps(rdb, cfg.Redis.Prefix, cfg.SummaryClusterNames)
 	}
 	err = server.Run(ctx, cfg, deps)
 	if errors.Is(err, context.DeadlineExceeded) {

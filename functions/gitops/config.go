@@ -1,7 +1,6 @@
 package gitops
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 )
 
 // Configuration keys read from the function's cfg (the ./cfg file merged with the environment).
@@ -62,66 +63,62 @@ type Config struct {
 	Timeout            time.Duration
 }
 
-// ParseConfig reads the family's keys from cfg and checks them.
-func ParseConfig(cfg map[string]string) (Config, error) {
-	or := func(v, def string) string {
+// checked sets a string setting that check accepts.
+func checked(check func(string) []string, field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if msgs := check(v); len(msgs) > 0 {
+			return fmt.Errorf("%q: %s", v, strings.Join(msgs, "; "))
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// settings are the family's variables.
+var settings = []envflag.Setting[Config]{
+	envflag.String(EnvKubeconfig, "kubeconfig", "", "API server address and CA (empty: in-cluster)", func(c *Config) *string { return &c.Kubeconfig }),
+	envflag.Func(EnvAppLabel, "app-label", "app", "label naming an object's app", checked(validation.IsQualifiedName, func(c *Config) *string { return &c.AppLabel })),
+	envflag.Func(EnvTaskLabel, "task-label", "dwp.io/task", "label naming a workflow's kind of task", checked(validation.IsQualifiedName, func(c *Config) *string { return &c.TaskLabel })),
+	envflag.String(EnvRunKeyFile, "run-key-file", "", "key sealing CD runs", func(c *Config) *string { return &c.RunKeyFile }),
+	envflag.Func(EnvCITemplate, "ci-template", "dwp-ci", "template of CI runs that deploy", checked(validation.IsDNS1123Subdomain, func(c *Config) *string { return &c.CITemplate })),
+	envflag.Func(EnvAppServiceTemplate, "cd-app-service-template", "dwp-cd-app-service", "template CI → CD submits", checked(validation.IsDNS1123Subdomain, func(c *Config) *string { return &c.AppServiceTemplate })),
+	envflag.Func(EnvRepo, "gitops-repo", "", "GitOps repository (empty: no CD runs)", func(c *Config, v string) error {
+		if v != "" {
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+				return fmt.Errorf("%q: want an http(s) URL without credentials (give those in %s and %s)", v, EnvUsername, EnvPasswordFile)
+			}
+		}
+		c.Repo = v
+		return nil
+	}),
+	envflag.String(EnvBranch, "gitops-branch", "main", "branch Argo CD follows", func(c *Config) *string { return &c.Branch }),
+	envflag.Func(EnvRoot, "gitops-root", "apps", "folder of the <namespace>/<app> folders", func(c *Config, v string) error {
+		v = strings.Trim(v, "/")
+		for _, part := range strings.Split(v, "/") {
+			if msgs := validation.IsDNS1123Label(part); len(msgs) > 0 {
+				return fmt.Errorf("%q: each folder must be a DNS-1123 label", v)
+			}
+		}
+		c.Root = v
+		return nil
+	}),
+	envflag.String(EnvUsername, "gitops-username", "", "user of pushes", func(c *Config) *string { return &c.Username }),
+	envflag.Func(EnvPasswordFile, "gitops-password-file", "", "file holding the password (a token) of pushes", func(c *Config, v string) error {
 		if v == "" {
-			return def
+			return nil
 		}
-		return v
-	}
-	c := Config{
-		Kubeconfig:         cfg[EnvKubeconfig],
-		AppLabel:           or(cfg[EnvAppLabel], "app"),
-		TaskLabel:          or(cfg[EnvTaskLabel], "dwp.io/task"),
-		CITemplate:         or(cfg[EnvCITemplate], "dwp-ci"),
-		AppServiceTemplate: or(cfg[EnvAppServiceTemplate], "dwp-cd-app-service"),
-		RunKeyFile:         cfg[EnvRunKeyFile],
-		Repo:               cfg[EnvRepo],
-		Branch:             or(cfg[EnvBranch], "main"),
-		Root:               strings.Trim(or(cfg[EnvRoot], "apps"), "/"),
-		Username:           cfg[EnvUsername],
-		ArgoCDNamespace:    or(cfg[EnvArgoCDNamespace], "argocd"),
-		Project:            or(cfg[EnvArgoCDProject], "dwp"),
-		Destination:        or(cfg[EnvDestination], "https://kubernetes.default.svc"),
-		Timeout:            10 * time.Minute,
-	}
-	var errs []error
-	if c.Repo != "" {
-		if u, err := url.Parse(c.Repo); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: want an http(s) URL without credentials (give those in %s and %s)", EnvRepo, c.Repo, EnvUsername, EnvPasswordFile))
-		}
-	}
-	if p := cfg[EnvPasswordFile]; p != "" {
-		b, err := os.ReadFile(p)
+		b, err := os.ReadFile(v)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", EnvPasswordFile, err))
+			return err
 		}
 		c.Password = strings.TrimSpace(string(b))
-	}
-	for _, part := range strings.Split(c.Root, "/") {
-		if msgs := validation.IsDNS1123Label(part); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: each folder must be a DNS-1123 label", EnvRoot, c.Root))
-			break
-		}
-	}
-	for key, v := range map[string]string{EnvArgoCDNamespace: c.ArgoCDNamespace, EnvArgoCDProject: c.Project,
-		EnvCITemplate: c.CITemplate, EnvAppServiceTemplate: c.AppServiceTemplate} {
-		if msgs := validation.IsDNS1123Subdomain(v); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: %s", key, v, strings.Join(msgs, "; ")))
-		}
-	}
-	for key, v := range map[string]string{EnvAppLabel: c.AppLabel, EnvTaskLabel: c.TaskLabel} {
-		if msgs := validation.IsQualifiedName(v); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: %s", key, v, strings.Join(msgs, "; ")))
-		}
-	}
-	if v := cfg[EnvTimeout]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 10m", EnvTimeout, v))
-		}
-		c.Timeout = d
-	}
-	return c, errors.Join(errs...)
+		return nil
+	}),
+	envflag.Func(EnvArgoCDNamespace, "argocd-namespace", "argocd", "Argo CD's namespace", checked(validation.IsDNS1123Subdomain, func(c *Config) *string { return &c.ArgoCDNamespace })),
+	envflag.Func(EnvArgoCDProject, "argocd-project", "dwp", "AppProject of the apps' Applications", checked(validation.IsDNS1123Subdomain, func(c *Config) *string { return &c.Project })),
+	envflag.String(EnvDestination, "argocd-destination", "https://kubernetes.default.svc", "API server Argo CD deploys to", func(c *Config) *string { return &c.Destination }),
+	envflag.PositiveDuration(EnvTimeout, "cd-timeout", "10m", "how long a run waits for Synced and Healthy", func(c *Config) *time.Duration { return &c.Timeout }),
 }
+
+// ParseConfig reads the family's keys from cfg and checks them.
+func ParseConfig(cfg map[string]string) (Config, error) { return envflag.FromMap(settings, cfg) }

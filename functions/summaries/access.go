@@ -1,19 +1,17 @@
 package summaries
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
@@ -24,10 +22,11 @@ import (
 // create): the app list shows what the pods show, so it is readable by whoever may read
 // them. Decisions are remembered briefly by token hash and namespace.
 type accessChecker struct {
-	client *http.Client
-	url    string
-	ttl    time.Duration
-	now    func() time.Time
+	// authz posts reviews with no credentials of its own: each request carries the
+	// caller's token.
+	authz rest.Interface
+	ttl   time.Duration
+	now   func() time.Time
 
 	mu        sync.Mutex
 	decisions map[accessKey]decision
@@ -44,7 +43,8 @@ type decision struct {
 	expires time.Time
 }
 
-// maxDecisions bounds the decisions remembered; past it they are all forgotten.
+// maxDecisions bounds the decisions remembered, for every caller together (the workflows
+// family keeps 64 per cached caller); past it they are all forgotten.
 const maxDecisions = 10000
 
 // deniedTTL is how long a refusal is remembered at most: short, so a grant shows quickly.
@@ -54,18 +54,11 @@ func newAccessChecker(base *rest.Config, ttl time.Duration) (*accessChecker, err
 	// The base config contributes the server and how to trust it, never its credentials.
 	anon := rest.AnonymousClientConfig(base)
 	anon.Timeout = 10 * time.Second
-	hc, err := rest.HTTPClientFor(anon)
+	cs, err := kubernetes.NewForConfig(anon)
 	if err != nil {
 		return nil, fmt.Errorf("API server client: %w", err)
 	}
-	host := strings.TrimRight(anon.Host, "/")
-	if !strings.Contains(host, "://") {
-		host = "https://" + host
-	}
-	return &accessChecker{
-		client: hc, url: host + strings.TrimRight(anon.APIPath, "/") + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-		ttl: ttl, now: time.Now, decisions: map[accessKey]decision{},
-	}, nil
+	return &accessChecker{authz: cs.AuthorizationV1().RESTClient(), ttl: ttl, now: time.Now, decisions: map[accessKey]decision{}}, nil
 }
 
 // canListPods returns nil when the token's user may list pods in namespace, else the
@@ -106,50 +99,32 @@ func (a *accessChecker) canListPods(ctx context.Context, token, namespace string
 	return nil
 }
 
-var metaTypeSSAR = metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"}
-
 func (a *accessChecker) review(ctx context.Context, token, namespace string) (decision, error) {
-	body, err := json.Marshal(&authorizationv1.SelfSubjectAccessReview{
-		TypeMeta: metaTypeSSAR,
-		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: namespace, Verb: "list", Resource: "pods",
-		}},
-	})
-	if err != nil {
-		return decision{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(body))
-	if err != nil {
-		return decision{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return decision{}, fmt.Errorf("access review: %w", err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return decision{}, fmt.Errorf("access review: %w", err)
-	}
+	var r authorizationv1.SelfSubjectAccessReview
+	err := a.authz.Post().Resource("selfsubjectaccessreviews").SetHeader("Authorization", "Bearer "+token).
+		Body(&authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: namespace, Verb: "list", Resource: "pods",
+			}},
+		}).Do(ctx).Into(&r)
 	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
+	case apierrors.IsUnauthorized(err):
 		return decision{}, problem.Unauthorized("the Kubernetes API server did not accept the bearer token")
-	case resp.StatusCode == http.StatusForbidden:
+	case apierrors.IsForbidden(err):
 		// Not even allowed to ask: refused, like a denial.
 		return decision{reason: "the token may not create access reviews"}, nil
-	case resp.StatusCode/100 != 2:
-		p := problem.Newf(http.StatusBadGateway, "the Kubernetes API server answered the access review with %s", resp.Status)
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			p.Status, p.RetryAfter = http.StatusServiceUnavailable, 1
-		}
+	case apierrors.IsTooManyRequests(err) || apierrors.IsServiceUnavailable(err):
+		p := problem.New(http.StatusServiceUnavailable, "the Kubernetes API server is busy: ask again shortly")
+		p.RetryAfter = 1
 		return decision{}, p
-	}
-	var r authorizationv1.SelfSubjectAccessReview
-	if err := json.Unmarshal(out, &r); err != nil {
-		return decision{}, problem.Newf(http.StatusBadGateway, "the Kubernetes API server's access review is not readable: %v", err)
+	case err != nil:
+		// The caller is told what the API server said, never its address.
+		msg := "the Kubernetes API server did not answer the access review"
+		var st apierrors.APIStatus
+		if errors.As(err, &st) {
+			msg = fmt.Sprintf("the Kubernetes API server answered the access review with %d %s", st.Status().Code, st.Status().Reason)
+		}
+		return decision{}, problem.New(http.StatusBadGateway, msg)
 	}
 	reason := r.Status.Reason
 	if reason == "" {

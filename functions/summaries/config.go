@@ -1,10 +1,9 @@
 package summaries
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 )
@@ -16,8 +15,10 @@ const (
 	// EnvClusterName names the cluster whose summaries the app list API serves: the
 	// watcher's DWP_CLUSTER_NAME. Events of every cluster are kept, each apart.
 	EnvClusterName = "DWP_CLUSTER_NAME"
-	// EnvKubeconfig gives the API server (address and CA) that decides what each caller may
-	// see; empty means in-cluster. Its credentials are never used: callers' tokens are.
+	// EnvKubeconfig gives the API server that decides what each caller may see; empty
+	// means in-cluster. The app lists ask it with the caller's token; the namespace list
+	// uses its credentials (list namespaces, create tokenreviews and subjectaccessreviews)
+	// to list the namespaces and review the caller's access to each.
 	EnvKubeconfig = "DWP_KUBECONFIG"
 	// EnvAccessCacheTTL is how long an access decision for one token and namespace is reused.
 	EnvAccessCacheTTL = "DWP_ACCESS_CACHE_TTL"
@@ -37,26 +38,15 @@ type Config struct {
 	AccessCacheTTL time.Duration
 }
 
+// settings are the family's variables.
+var settings = append(summarystore.Settings(func(c *Config) *summarystore.Options { return &c.Redis }),
+	envflag.Func(EnvClusterName, "cluster-name", DefaultClusterName, "the watcher's DWP_CLUSTER_NAME, whose summaries the app list serves", func(c *Config, v string) error {
+		c.Cluster = v
+		return events.ValidateClusterName(v)
+	}),
+	envflag.String(EnvKubeconfig, "kubeconfig", "", "API server deciding what each caller may see (empty: in-cluster)", func(c *Config) *string { return &c.Kubeconfig }),
+	envflag.Duration(EnvAccessCacheTTL, "access-cache-ttl", DefaultAccessCacheTTL.String(), "how long an access decision is reused (0: not at all)", func(c *Config) *time.Duration { return &c.AccessCacheTTL }),
+)
+
 // ParseConfig reads the family's keys from cfg and checks them.
-func ParseConfig(cfg map[string]string) (Config, error) {
-	var errs []error
-	ro, err := summarystore.ParseOptions(cfg)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	c := Config{Redis: ro, Cluster: cfg[EnvClusterName], Kubeconfig: cfg[EnvKubeconfig], AccessCacheTTL: DefaultAccessCacheTTL}
-	if c.Cluster == "" {
-		c.Cluster = DefaultClusterName
-	}
-	if err := events.ValidateClusterName(c.Cluster); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvClusterName, err))
-	}
-	if v := cfg[EnvAccessCacheTTL]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 10s (0 disables the cache)", EnvAccessCacheTTL, v))
-		}
-		c.AccessCacheTTL = d
-	}
-	return c, errors.Join(errs...)
-}
+func ParseConfig(cfg map[string]string) (Config, error) { return envflag.FromMap(settings, cfg) }

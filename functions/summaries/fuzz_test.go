@@ -34,3 +34,41 @@ func FuzzParseNamespaces(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseNamespacePage: any query either fails or yields a limit within bounds and a
+// continue point that is a valid namespace (or none), which encodes back to the token.
+func FuzzParseNamespacePage(f *testing.F) {
+	for _, s := range []string{"", "limit=1", "limit=200", "limit=201", "limit=0", "limit=-5", "limit=+3", "limit=0x10",
+		"limit=1&limit=1", "continue=" + EncodeContinue("shop"), "continue=" + EncodeContinue("-x"), "continue=bjE6",
+		"continue=%zz", "continue=&limit=", "x=1", "continue=" + EncodeContinue("a") + "&limit=9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		p, err := ParseNamespacePage(q)
+		if err != nil {
+			return
+		}
+		if p.Limit < 1 || p.Limit > MaxNamespaceLimit {
+			t.Fatalf("%q → limit %d", raw, p.Limit)
+		}
+		if _, given := q["limit"]; !given && p.Limit != DefaultNamespaceLimit {
+			t.Fatalf("%q → limit %d without one given", raw, p.Limit)
+		}
+		if p.After == "" {
+			if _, given := q["continue"]; given {
+				t.Fatalf("%q → a continue token naming no namespace", raw)
+			}
+			return
+		}
+		if len(validation.IsDNS1123Label(p.After)) > 0 {
+			t.Fatalf("%q → invalid namespace %q", raw, p.After)
+		}
+		if back, err := ParseNamespacePage(url.Values{"continue": {EncodeContinue(p.After)}}); err != nil || back.After != p.After {
+			t.Fatalf("%q → %q does not round-trip: %v %v", raw, p.After, back, err)
+		}
+	})
+}

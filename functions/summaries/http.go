@@ -2,8 +2,6 @@ package summaries
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
 	"github.com/dwp-sre/dwp-sre/internal/events"
+	"github.com/dwp-sre/dwp-sre/internal/httpjson"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
@@ -32,6 +31,8 @@ type AppList struct {
 
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, ps httprouter.Params, token string) error
 
+// handle adapts authz.Serve, which every family's routes go through, to what this family's
+// handlers take: the token (the workflows family's take a caller with its clients).
 func (f *Family) handle(h handlerFunc) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		authz.Serve(w, r, requestTimeout, func(ctx context.Context, token string) error {
@@ -161,7 +162,7 @@ func (f *Family) answerList(ctx context.Context, w http.ResponseWriter, token st
 		sort.Slice(list, func(i, j int) bool { return list[i].App < list[j].App })
 		out.Items = append(out.Items, list...)
 	}
-	return writeJSON(w, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 func (f *Family) get(ctx context.Context, w http.ResponseWriter, r *http.Request, ps httprouter.Params, token string) error {
@@ -193,7 +194,7 @@ func (f *Family) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 		}
 		return problem.NotFound(fmt.Sprintf("no app %q in namespace %q: no pod or workflow carries it", app, ns))
 	}
-	return writeJSON(w, sum)
+	return httpjson.Write(w, http.StatusOK, sum)
 }
 
 // rebuildRetryAfter is the Retry-After of an answer while the summaries are rebuilt:
@@ -218,15 +219,3 @@ func (f *Family) notRebuilding(ctx context.Context) error {
 
 // RebuildingType is the problem type of an answer while the summaries are rebuilt.
 const RebuildingType = "https://dwp.io/problems/summaries-rebuilding"
-
-func writeJSON(w http.ResponseWriter, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return errors.Join(errors.New("encode answer"), err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(b, '\n'))
-	return nil
-}

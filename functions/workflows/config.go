@@ -1,13 +1,14 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 )
 
 // Configuration keys read from the function's cfg (the ./cfg file merged with the environment).
@@ -60,48 +61,49 @@ const (
 	DefaultClientCacheTTL     = time.Minute
 )
 
-// ParseConfig reads the family's keys from cfg and checks them.
-func ParseConfig(cfg map[string]string) (Config, error) {
-	c := Config{
-		Kubeconfig:         cfg[EnvKubeconfig],
-		ArgoServerURL:      strings.TrimRight(cfg[EnvArgoServerURL], "/"),
-		ArgoServerCAFile:   cfg[EnvArgoServerCAFile],
-		ArchiveDSN:         cfg[EnvArchiveDSN],
-		ArchiveClusterName: or(cfg[EnvArchiveClusterName], DefaultArchiveClusterName),
-		ArchiveInstanceID:  cfg[EnvArchiveInstanceID],
-		AppLabel:           or(cfg[EnvAppLabel], DefaultAppLabel),
-		TaskLabel:          or(cfg[EnvTaskLabel], DefaultTaskLabel),
-		ClientCacheTTL:     DefaultClientCacheTTL,
-		RunKeyFile:         cfg[EnvRunKeyFile],
-	}
-	var errs []error
-	if v := cfg[EnvClientCacheTTL]; v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 1m (0 disables the cache)", EnvClientCacheTTL, v))
+// labelKey sets a label key, checked as one.
+func labelKey(field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if msgs := validation.IsQualifiedName(v); len(msgs) > 0 {
+			return fmt.Errorf("%q is not a label key: %s", v, strings.Join(msgs, "; "))
 		}
-		c.ClientCacheTTL = d
+		*field(c) = v
+		return nil
 	}
-	for key, label := range map[string]string{EnvAppLabel: c.AppLabel, EnvTaskLabel: c.TaskLabel} {
-		if msgs := validation.IsQualifiedName(label); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("%s=%q is not a label key: %s", key, label, strings.Join(msgs, "; ")))
-		}
-	}
-	if c.AppLabel == c.TaskLabel {
-		errs = append(errs, fmt.Errorf("%s and %s must differ", EnvAppLabel, EnvTaskLabel))
-	}
-	if c.ArgoServerURL != "" {
-		u, err := url.Parse(c.ArgoServerURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s=%q: want an http(s) URL", EnvArgoServerURL, c.ArgoServerURL))
-		}
-	}
-	return c, errors.Join(errs...)
 }
 
-func or(v, def string) string {
-	if v == "" {
-		return def
+// settings are the family's variables.
+var settings = []envflag.Setting[Config]{
+	envflag.String(EnvKubeconfig, "kubeconfig", "", "API server address and CA (empty: in-cluster)", func(c *Config) *string { return &c.Kubeconfig }),
+	envflag.Func(EnvArgoServerURL, "argo-server-url", "", "argo-server's base URL, for the archive (empty: the Postgres archive)", func(c *Config, v string) error {
+		v = strings.TrimRight(v, "/")
+		if v != "" {
+			u, err := url.Parse(v)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%q: want an http(s) URL", v)
+			}
+		}
+		c.ArgoServerURL = v
+		return nil
+	}),
+	envflag.String(EnvArgoServerCAFile, "argo-server-ca-file", "", "CA bundle for argo-server", func(c *Config) *string { return &c.ArgoServerCAFile }),
+	envflag.String(EnvArchiveDSN, "archive-dsn", "", "Postgres of Argo's archive", func(c *Config) *string { return &c.ArchiveDSN }),
+	envflag.String(EnvArchiveClusterName, "archive-cluster-name", DefaultArchiveClusterName, "the controller's persistence.clusterName", func(c *Config) *string { return &c.ArchiveClusterName }),
+	envflag.String(EnvArchiveInstanceID, "archive-instance-id", "", "the controller's instanceID", func(c *Config) *string { return &c.ArchiveInstanceID }),
+	envflag.Func(EnvAppLabel, "app-label", DefaultAppLabel, "label naming a workflow's app", labelKey(func(c *Config) *string { return &c.AppLabel })),
+	envflag.Func(EnvTaskLabel, "task-label", DefaultTaskLabel, "label naming a workflow's kind of task", labelKey(func(c *Config) *string { return &c.TaskLabel })),
+	envflag.String(EnvRunKeyFile, "run-key-file", "", "key sealing CD runs", func(c *Config) *string { return &c.RunKeyFile }),
+	envflag.Duration(EnvClientCacheTTL, "client-cache-ttl", DefaultClientCacheTTL.String(), "how long one token's API clients are reused (0: not at all)", func(c *Config) *time.Duration { return &c.ClientCacheTTL }),
+}
+
+// ParseConfig reads the family's keys from cfg and checks them.
+func ParseConfig(cfg map[string]string) (Config, error) {
+	c, err := envflag.FromMap(settings, cfg)
+	if err != nil {
+		return c, err
 	}
-	return v
+	if c.AppLabel == c.TaskLabel {
+		return c, fmt.Errorf("%s and %s must differ", EnvAppLabel, EnvTaskLabel)
+	}
+	return c, nil
 }

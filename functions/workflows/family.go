@@ -1,6 +1,7 @@
-// Package workflows is the task function's family of Argo Workflows operations: submit a
-// workflow from a template, list an app's pipeline history, get, stop and terminate a
-// workflow, and read archived workflows, over HTTP with the portal user's bearer token
+// Package workflows is the task function's family of Argo Workflows operations: list the
+// templates a user may submit (the Task Runner catalogue), submit a workflow from one, list
+// an app's pipeline history (live and archived runs in one list), get, stop and terminate
+// a workflow, and read archived workflows, over HTTP with the portal user's bearer token
 // (so Kubernetes RBAC decides what each user may do); and turn a workflow exit hook's
 // CloudEvent into a history entry.
 package workflows
@@ -95,8 +96,12 @@ func (f *Family) Routes(r *httprouter.Router) {
 	r.GET("/api/v1/namespaces/:namespace/workflows/:name", f.handle(f.get))
 	r.PUT("/api/v1/namespaces/:namespace/workflows/:name/stop", f.handle(f.stop))
 	r.PUT("/api/v1/namespaces/:namespace/workflows/:name/terminate", f.handle(f.terminate))
+	r.GET("/api/v1/namespaces/:namespace/workflow-history", f.handle(f.history))
+	r.GET("/api/v1/namespaces/:namespace/workflow-templates", f.handle(f.listTemplates))
+	r.GET("/api/v1/namespaces/:namespace/workflow-templates/:name", f.handle(f.getTemplate))
 	r.GET("/api/v1/archived-workflows", f.handle(f.listArchived))
 	r.GET("/api/v1/archived-workflows/:uid", f.handle(f.getArchived))
+	r.GET("/api/v1/namespaces/:namespace/archived-workflows/:uid/nodes/:node/log", f.handle(f.getArchivedStepLog))
 }
 
 // Events registers the family's CloudEvent handlers.

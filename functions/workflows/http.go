@@ -19,6 +19,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/functions/gitops/cdrun"
 	"github.com/dwp-sre/dwp-sre/functions/workflows/archive"
 	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/httpjson"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
@@ -40,18 +41,6 @@ func (f *Family) handle(h handlerFunc) httprouter.Handle {
 			return h(ctx, w, r, ps, c)
 		})
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode answer: %w", err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-	return nil
 }
 
 func pathErrors(ps httprouter.Params, names ...string) error {
@@ -79,7 +68,7 @@ func (f *Family) submit(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return err
 	}
 	var req SubmitRequest
-	if err := decodeJSON(r.Body, maxSubmitBody, &req); err != nil {
+	if err := httpjson.Decode(r.Body, maxSubmitBody, &req); err != nil {
 		if fe := validateNamespace(ns); fe != nil {
 			return problem.BadRequest("the path is invalid", *fe)
 		}
@@ -130,7 +119,7 @@ func (f *Family) submit(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		phase = string(wfv1.WorkflowPending)
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/namespaces/%s/workflows/%s", ns, url.PathEscape(created.Name)))
-	return writeJSON(w, http.StatusCreated, SubmitResponse{Name: created.Name, Namespace: created.Namespace, UID: string(created.UID), Phase: phase})
+	return httpjson.Write(w, http.StatusCreated, SubmitResponse{Name: created.Name, Namespace: created.Namespace, UID: string(created.UID), Phase: phase})
 }
 
 func templateError(err error, kind, ns, name string) error {
@@ -155,7 +144,7 @@ func (f *Family) list(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 func projectionParam(q url.Values) (string, error) {
@@ -187,7 +176,7 @@ func (f *Family) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return fmt.Errorf("get workflow: %w", err)
 	}
-	return writeJSON(w, http.StatusOK, project(wf, projection))
+	return httpjson.Write(w, http.StatusOK, project(wf, projection))
 }
 
 func (f *Family) stop(ctx context.Context, w http.ResponseWriter, r *http.Request, ps httprouter.Params, c *caller) error {
@@ -250,7 +239,7 @@ func (f *Family) shutdown(ctx context.Context, w http.ResponseWriter, ps httprou
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, Summary(updated))
+	return httpjson.Write(w, http.StatusOK, Summary(updated))
 }
 
 func verbOf(s wfv1.ShutdownStrategy) string {
@@ -300,7 +289,7 @@ func (f *Family) listArchived(ctx context.Context, w http.ResponseWriter, r *htt
 	for i := range page.Items {
 		out.Items = append(out.Items, Summary(&page.Items[i]))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return httpjson.Write(w, http.StatusOK, out)
 }
 
 func (f *Family) getArchived(ctx context.Context, w http.ResponseWriter, r *http.Request, ps httprouter.Params, c *caller) error {
@@ -319,7 +308,7 @@ func (f *Family) getArchived(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		return err
 	}
-	return writeJSON(w, http.StatusOK, project(wf, projection))
+	return httpjson.Write(w, http.StatusOK, project(wf, projection))
 }
 
 func validUID(s string) bool {

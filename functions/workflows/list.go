@@ -8,12 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/pager"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
@@ -98,20 +101,15 @@ func listWorkflows(ctx context.Context, c *Clients, ns string, lq listQuery, cfg
 	}
 
 	var refs []ref
-	opts := metav1.ListOptions{LabelSelector: sel.String(), Limit: metadataChunk}
-	for {
-		l, err := c.Meta.Resource(workflowsGVR).Namespace(ns).List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list workflows: %w", err)
-		}
-		for i := range l.Items {
-			m := &l.Items[i]
-			refs = append(refs, ref{name: m.Name, created: m.CreationTimestamp.Time})
-		}
-		if l.Continue == "" {
-			break
-		}
-		opts.Continue = l.Continue
+	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return c.Meta.Resource(workflowsGVR).Namespace(ns).List(ctx, opts)
+	})
+	if err := p.EachListItem(ctx, metav1.ListOptions{LabelSelector: sel.String(), Limit: metadataChunk}, func(obj runtime.Object) error {
+		m := obj.(*metav1.PartialObjectMetadata)
+		refs = append(refs, ref{name: m.Name, created: m.CreationTimestamp.Time})
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
 	}
 	sort.Slice(refs, func(i, j int) bool { return newerFirst(refs[i], refs[j]) })
 
@@ -139,31 +137,27 @@ func listWorkflows(ctx context.Context, c *Clients, ns string, lq listQuery, cfg
 // are left out.
 func fetchWorkflows(ctx context.Context, c *Clients, ns string, page []ref, projection string) ([]wfv1.Workflow, error) {
 	results := make([]*wfv1.Workflow, len(page))
-	errs := make([]error, len(page))
-	sem := make(chan struct{}, fetchParallel)
-	var wg sync.WaitGroup
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fetchParallel)
 	for i, r := range page {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			wf, err := c.Argo.ArgoprojV1alpha1().Workflows(ns).Get(ctx, r.name, metav1.GetOptions{})
+		g.Go(func() error {
+			wf, err := c.Argo.ArgoprojV1alpha1().Workflows(ns).Get(gctx, r.name, metav1.GetOptions{})
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
-				errs[i] = fmt.Errorf("get workflow %s: %w", r.name, err)
+				return fmt.Errorf("get workflow %s: %w", r.name, err)
 			default:
 				p := project(wf, projection)
 				results[i] = &p
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
 	items := make([]wfv1.Workflow, 0, len(page))
-	for i, wf := range results {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
+	for _, wf := range results {
 		if wf != nil {
 			items = append(items, *wf)
 		}

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"encoding/json"
+
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -84,6 +86,16 @@ func project(wf *wfv1.Workflow, projection string) wfv1.Workflow {
 type WorkflowList struct {
 	Items    []wfv1.Workflow `json:"items"`
 	Metadata ListMeta        `json:"metadata"`
+}
+
+// MarshalJSON writes an empty page's items as [] rather than null: clients iterate them
+// without a check, as they do Kubernetes' lists.
+func (l WorkflowList) MarshalJSON() ([]byte, error) {
+	type plain WorkflowList
+	if l.Items == nil {
+		l.Items = []wfv1.Workflow{}
+	}
+	return json.Marshal(plain(l))
 }
 
 // ListMeta carries the token for the next page; empty on the last page.

@@ -1,11 +1,7 @@
 package workflows
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"regexp"
@@ -78,65 +74,6 @@ func requireJSON(r *http.Request) error {
 		ct = "none"
 	}
 	return problem.Newf(http.StatusUnsupportedMediaType, "the body must be JSON (Content-Type: application/json), not %s", ct)
-}
-
-// decodeJSON reads exactly one JSON value of at most max bytes into v, naming the field
-// of any type error and rejecting unknown fields (a typo must not be silently ignored).
-func decodeJSON(r io.Reader, max int64, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return problem.BadRequest(fmt.Sprintf("cannot read the body: %v", err))
-	}
-	if int64(len(body)) > max {
-		return problem.Newf(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes", max)
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return problem.BadRequest("the body is empty: a JSON object is required")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			field := te.Field
-			if field == "" {
-				field = "body"
-			}
-			return problem.BadRequest("the body does not match the request schema",
-				problem.FieldError{Field: field, Detail: fmt.Sprintf("must be a JSON %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)})
-		case errors.As(err, &se):
-			return problem.BadRequest(fmt.Sprintf("the body is not valid JSON: %v (at byte %d)", se, se.Offset))
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return problem.BadRequest("the body has an unknown field", problem.FieldError{Field: name, Detail: "unknown field"})
-		default:
-			return problem.BadRequest(fmt.Sprintf("the body is not valid JSON: %v", err))
-		}
-	}
-	if dec.More() {
-		return problem.BadRequest("the body has data after the JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return problem.BadRequest("the body has data after the JSON object")
-	}
-	return nil
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "struct", "map":
-		return "object"
-	case "slice", "array":
-		return "array"
-	case "int", "int32", "int64", "uint", "float64":
-		return "number"
-	case "bool":
-		return "boolean"
-	default:
-		return goKind
-	}
 }
 
 // validateNamespace checks a namespace path parameter.

@@ -135,3 +135,9 @@ func Variables[C any](settings []Setting[C]) [][3]string {
 	}
 	return out
 }
+
+// FromMap reads settings from a map of variables alone (no flags): the task function's
+// configuration, which its runner gives as ./cfg merged with the environment.
+func FromMap[C any](settings []Setting[C], cfg map[string]string) (C, error) {
+	return Load("", settings, nil, func(k string) string { return cfg[k] }, io.Discard)
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
 
@@ -47,16 +48,29 @@ type Config struct {
 // refused); senders without an audience are not, since a token for the API server
 // itself would then be accepted as a delivery.
 func ParseConfig(cfg map[string]string) (Config, error) {
-	c := Config{Audience: strings.TrimSpace(cfg[EnvAudience])}
-	for _, s := range strings.Split(cfg[EnvSenders], ",") {
-		if s = strings.TrimSpace(s); s != "" && !slices.Contains(c.Senders, s) {
-			c.Senders = append(c.Senders, s)
-		}
+	c, err := envflag.FromMap(settings, cfg)
+	if err != nil {
+		return Config{}, err
 	}
 	if len(c.Senders) > 0 && c.Audience == "" {
 		return Config{}, fmt.Errorf("%s is set but %s is not: give the audience senders' tokens are made for", EnvSenders, EnvAudience)
 	}
 	return c, nil
+}
+
+var settings = []envflag.Setting[Config]{
+	envflag.Func(EnvAudience, "events-audience", "", "the audience of senders' tokens", func(c *Config, v string) error {
+		c.Audience = strings.TrimSpace(v)
+		return nil
+	}),
+	envflag.Func(EnvSenders, "event-senders", "", "identities allowed to send CloudEvents, comma-separated", func(c *Config, v string) error {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" && !slices.Contains(c.Senders, s) {
+				c.Senders = append(c.Senders, s)
+			}
+		}
+		return nil
+	}),
 }
 
 // Guard admits requests from allowed senders only.

@@ -1,12 +1,12 @@
 package summarystore
 
 import (
-	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dwp-sre/dwp-sre/internal/envflag"
 )
 
 // Configuration keys (environment variables) of the Redis holding the summaries.
@@ -33,32 +33,27 @@ type Options struct {
 	Password string
 }
 
+// Settings are the options' variables, for a service's own settings to include (with
+// a function giving its Options).
+func Settings[C any](opts func(*C) *Options) []envflag.Setting[C] {
+	return []envflag.Setting[C]{
+		envflag.String(EnvRedisAddr, "redis-addr", DefaultRedisAddr, "Redis holding the app summaries", func(c *C) *string { return &opts(c).Addr }),
+		envflag.Int(EnvRedisDB, "redis-db", "0", "Redis database of the summaries", 0, func(c *C) *int { return &opts(c).DB }),
+		envflag.Func(EnvRedisPrefix, "redis-prefix", DefaultRedisPrefix, "key prefix of the summaries", func(c *C, v string) error {
+			if len(v) > 64 || strings.ContainsAny(v, " \t\r\n{}*?[]") {
+				return fmt.Errorf("%q: at most 64 characters, without spaces, braces or glob characters", v)
+			}
+			opts(c).Prefix = v
+			return nil
+		}),
+		envflag.String(EnvRedisUsername, "redis-username", "", "Redis user", func(c *C) *string { return &opts(c).Username }),
+		envflag.String(EnvRedisPassword, "redis-password", "", "Redis password", func(c *C) *string { return &opts(c).Password }),
+	}
+}
+
 // ParseOptions reads the options from a configuration (variables above).
 func ParseOptions(cfg map[string]string) (Options, error) {
-	o := Options{
-		Addr:     cfg[EnvRedisAddr],
-		Prefix:   cfg[EnvRedisPrefix],
-		Username: cfg[EnvRedisUsername],
-		Password: cfg[EnvRedisPassword],
-	}
-	if o.Addr == "" {
-		o.Addr = DefaultRedisAddr
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultRedisPrefix
-	}
-	var errs []error
-	if v := cfg[EnvRedisDB]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a database number (0, 1, ...)", EnvRedisDB, v))
-		}
-		o.DB = n
-	}
-	if len(o.Prefix) > 64 || strings.ContainsAny(o.Prefix, " \t\r\n{}*?[]") {
-		errs = append(errs, fmt.Errorf("%s=%q: at most 64 characters, without spaces, braces or glob characters", EnvRedisPrefix, o.Prefix))
-	}
-	return o, errors.Join(errs...)
+	return envflag.FromMap(Settings(func(o *Options) *Options { return o }), cfg)
 }
 
 // Client is a client of the configured Redis. It connects on first use.

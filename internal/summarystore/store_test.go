@@ -3,9 +3,11 @@ package summarystore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,14 +23,18 @@ import (
 var (
 	srvOnce sync.Once
 	srv     *redistest.Server
+	srvErr  error
 )
 
 // newStore is a Store on its own database of a private redis-server, emptied first.
 func newStore(t *testing.T, db int) (*Store, *redis.Client) {
 	t.Helper()
-	srvOnce.Do(func() { srv = redistest.Start(&testing.T{}) })
-	if srv == nil {
-		t.Skip("no redis-server")
+	srvOnce.Do(func() { srv, srvErr = redistest.Launch() })
+	if errors.Is(srvErr, redistest.ErrNoRedis) {
+		t.Skip(srvErr)
+	}
+	if srvErr != nil {
+		t.Fatal(srvErr)
 	}
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: db})
 	t.Cleanup(func() { _ = c.Close() })
@@ -415,4 +421,11 @@ func TestWatchEndsWithItsContext(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch still blocked 5 s after its context ended")
 	}
+}
+
+// TestMain stops the package's shared redis-server once its tests and benchmarks are done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	srv.Stop()
+	os.Exit(code)
 }

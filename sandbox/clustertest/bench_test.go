@@ -13,9 +13,12 @@ func BenchmarkStartToReady(b *testing.B) {
 	var total time.Duration
 	for b.Loop() {
 		start := time.Now()
-		env := clustertest.Private(b)
+		_, stop := clustertest.Launch(b)
 		total += time.Since(start)
-		_ = env
+		// Stopped before the next one starts: planes piled up would slow each other.
+		b.StopTimer()
+		stop()
+		b.StartTimer()
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/ready")
 	b.ReportMetric(15/(total.Seconds()/float64(b.N)), "x-under-15s-target")

@@ -24,6 +24,7 @@ type componentModule struct {
 	packages []string // what to build
 	outputs  []string // binary names go build writes
 	ldflags  string
+	env      []string // added to the build's environment
 }
 
 // kubeVersion is what the API server reports; it must match sandbox/modules/kube/go.mod.
@@ -72,6 +73,16 @@ var componentModules = []componentModule{
 			" -X helm.sh/helm/v3/internal/version.version=" + helmVersion +
 			" -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/" + kustomizeVersion,
 	},
+	{
+		// Argo's artifact repository. MinIO because it is an S3 server that builds from its
+		// Go module alone and needs no client tool (buckets are made through its S3 API);
+		// it is AGPLv3, which is fine for a sandbox tool built from source here and never
+		// shipped with the project.
+		dir:      "sandbox/modules/minio",
+		packages: []string{"github.com/minio/minio"},
+		outputs:  []string{"minio"},
+		env:      []string{"CGO_ENABLED=0"},
+	},
 }
 
 // The Argo CD built (its CRDs are applied too), and the tools its 2.14 repo-server image
@@ -94,6 +105,9 @@ func EnsureBuilt(ctx context.Context, repo, binDir string, out io.Writer) error 
 			return err
 		}
 	}
+	if err := ensureArgoServer(ctx, repo, binDir, out); err != nil {
+		return err
+	}
 	if err := ensureManifests(ctx, repo, binDir, out); err != nil {
 		return err
 	}
@@ -102,7 +116,11 @@ func EnsureBuilt(ctx context.Context, repo, binDir string, out io.Writer) error 
 
 func (m componentModule) ensure(ctx context.Context, repo, binDir string, out io.Writer) error {
 	modDir := filepath.Join(repo, m.dir)
-	stamp, err := treeStamp(modDir, m.ldflags)
+	extra := m.ldflags
+	if len(m.env) > 0 {
+		extra += " " + strings.Join(m.env, " ")
+	}
+	stamp, err := treeStamp(modDir, extra)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.dir, err)
 	}
@@ -116,7 +134,7 @@ func (m componentModule) ensure(ctx context.Context, repo, binDir string, out io
 		args = append(args, "-ldflags", m.ldflags)
 	}
 	args = append(args, m.packages...)
-	if err := runWithProgress(ctx, modDir, out, m.dir, "go", args...); err != nil {
+	if err := runWithProgress(ctx, modDir, m.env, out, m.dir, "go", args...); err != nil {
 		return fmt.Errorf("build %s: %w", m.dir, err)
 	}
 	return os.WriteFile(stampFile, []byte(stamp), 0o644)
@@ -169,9 +187,12 @@ func treeStamp(dir string, extra string) (string, error) {
 }
 
 // runWithProgress runs a command, telling out every 30 s that it is still going.
-func runWithProgress(ctx context.Context, dir string, out io.Writer, what string, name string, args ...string) error {
+func runWithProgress(ctx context.Context, dir string, env []string, out io.Writer, what string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stdout = out
 	cmd.Stderr = io.MultiWriter(&stderr, out)

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -40,6 +42,13 @@ type Ports struct {
 	// ArgoCDRepoServer and ArgoCDRepoServerMetrics are the repo-server's gRPC and metrics
 	// ports; ArgoCDControllerMetrics the application controller's metrics and health.
 	ArgoCDRepoServer, ArgoCDRepoServerMetrics, ArgoCDControllerMetrics int
+	// ObjectStore is MinIO's S3 API, Argo's artifact repository; ObjectStoreConsole the
+	// console MinIO always binds (its browser is off).
+	ObjectStore, ObjectStoreConsole int
+	// ArgoServer is argo-server's HTTP port (it binds every interface).
+	ArgoServer int
+	// Prometheus is Prometheus's HTTP port (0: not run, when it is not installed).
+	Prometheus int
 }
 
 // DefaultPorts are used by `make run` and `make cluster`. Argo CD's are its usual ones
@@ -48,6 +57,7 @@ func DefaultPorts() Ports {
 	return Ports{
 		Etcd: 12379, EtcdPeer: 12380, APIServer: 6443, Kubelet: 10250, MetricsServer: 14443,
 		Git: 18080, ArgoCDRepoServer: 18081, ArgoCDRepoServerMetrics: 18084, ArgoCDControllerMetrics: 18082,
+		ObjectStore: 19000, ObjectStoreConsole: 19001, ArgoServer: 12746, Prometheus: 19090,
 	}
 }
 
@@ -57,6 +67,8 @@ func (p *Ports) named() []namedPort {
 		{"kwok kubelet", &p.Kubelet}, {"metrics-server", &p.MetricsServer}, {"git server", &p.Git},
 		{"argocd-repo-server", &p.ArgoCDRepoServer}, {"argocd-repo-server metrics", &p.ArgoCDRepoServerMetrics},
 		{"argocd-application-controller metrics", &p.ArgoCDControllerMetrics},
+		{"object store", &p.ObjectStore}, {"object store console", &p.ObjectStoreConsole},
+		{"argo-server", &p.ArgoServer}, {"prometheus", &p.Prometheus},
 	}
 }
 
@@ -115,9 +127,12 @@ type ControlPlane struct {
 	proxy   *egressProxy
 	git     *gitServer
 	redis   *miniredis.Miniredis
-	admin   *rest.Config
-	ctl     *http.Server
-	mu      sync.Mutex
+	store   *objectStore
+	// prometheusBin is Prometheus's binary, "" when it is not installed.
+	prometheusBin string
+	admin         *rest.Config
+	ctl           *http.Server
+	mu            sync.Mutex
 	// ctx is the plane's own: the in-process controllers and the Argo CD start-up run
 	// until Stop cancels it, and bg waits for them.
 	ctx    context.Context
@@ -157,13 +172,24 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 	}
 	begin := time.Now()
 	if cfg.AutoPorts {
-		if cfg.Ports, err = freePorts(); err != nil {
+		if cfg.Ports, err = autoPorts(cfg.Dir); err != nil {
 			return nil, err
 		}
-	} else if err := checkPortsFree(cfg.Ports); err != nil {
-		return nil, err
+	}
+	// Prometheus is the one component the plane can do without: the router then has no
+	// metric history to show.
+	promBin := findPrometheus()
+	if promBin == "" {
+		cfg.Ports.Prometheus = 0
+		fmt.Fprintln(cfg.Out, "prometheus is not installed (Debian package prometheus): running without it, so no metric history")
+	}
+	if !cfg.AutoPorts {
+		if err := checkPortsFree(cfg.Ports); err != nil {
+			return nil, err
+		}
 	}
 	cp := newControlPlane(cfg)
+	cp.prometheusBin = promBin
 	defer func() {
 		if err != nil {
 			cp.Stop()
@@ -174,6 +200,9 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		return nil, err
 	}
 	cp.info = files.info
+	if cp.store, err = newObjectStore(files.info.ObjectStoreEndpoint, files.storeKeys); err != nil {
+		return nil, err
+	}
 	if cp.admin, err = clientcmd.BuildConfigFromFlags("", files.info.Kubeconfig); err != nil {
 		return nil, err
 	}
@@ -222,8 +251,13 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		fmt.Fprintf(cfg.Out, "  %-28s %s\n", what, time.Since(begin).Round(10*time.Millisecond))
 	}
 	phase("kube-apiserver ready")
-	for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "metrics-server"} {
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler", "kwok", "metrics-server", "minio"} {
 		if err := cp.startProcess(name); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := cp.procs["prometheus"]; ok {
+		if err := cp.startProcess("prometheus"); err != nil {
 			return nil, err
 		}
 	}
@@ -248,11 +282,53 @@ func Start(ctx context.Context, cfg Config) (_ *ControlPlane, err error) {
 		<-cp.ctx.Done()
 		waitEmulators()
 	}()
+	if err := cp.store.waitReady(ctx, cp.procs["minio"].running, 30*time.Second, cp.procs["minio"].log); err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cp.admin)
+	if err != nil {
+		return nil, err
+	}
+	waitExecutor, err := startExecutor(cp.ctx, cs, dyn, cp.store, files.storeKeys, cp.info.LogDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	waitChatter, err := startChatter(cp.ctx, cs, dyn, cp.info.LogDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	cp.bg.Add(1)
+	go func() {
+		defer cp.bg.Done()
+		<-cp.ctx.Done()
+		waitExecutor()
+		waitChatter()
+	}()
+	phase("object store ready")
 	if err := <-dbErr; err != nil {
 		return nil, err
 	}
 	if err := cp.startProcess("workflow-controller"); err != nil {
 		return nil, err
+	}
+	// argo-server reads the controller's configuration and archive, both there by now.
+	if err := cp.startProcess("argo-server"); err != nil {
+		return nil, err
+	}
+	if err := cp.waitArgoServer(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	phase("argo-server ready")
+	if _, ok := cp.procs["prometheus"]; ok {
+		// Ready in well under a second; one that is not leaves the plane without history
+		// rather than failing it.
+		if err := cp.waitPrometheus(ctx, 30*time.Second); err != nil {
+			fmt.Fprintf(cfg.Out, "running without prometheus, so no metric history: %v\n", err)
+			cp.procs["prometheus"].stop()
+			cp.info.PrometheusURL = ""
+		} else {
+			phase("prometheus ready")
+		}
 	}
 	if err := cp.waitReady(ctx, cs, 60*time.Second, phase); err != nil {
 		return nil, err
@@ -363,6 +439,9 @@ type stateFiles struct {
 	serving, frontProxyCA, frontProxyClient   *keyPair
 	ca                                        *keyPair
 	saKey, tokens, egressConfig, egressSocket string
+	storeKeys                                 objectStoreKeys
+	// prometheusConfig is Prometheus's configuration file, "" when it is not run.
+	prometheusConfig string
 }
 
 // prepareState makes (or reuses) certificates, keys, tokens and kubeconfigs.
@@ -403,6 +482,9 @@ func prepareState(cfg Config) (stateFiles, error) {
 		return f, err
 	}
 	f.tokens = filepath.Join(f.pki, "tokens.csv")
+	if f.storeKeys, err = ensureObjectStoreKeys(filepath.Join(f.pki, "objectstore.json")); err != nil {
+		return f, err
+	}
 	f.egressSocket = filepath.Join(cfg.Dir, "egress.sock")
 	f.egressConfig = filepath.Join(f.pki, "egress-selector.yaml")
 	egress := fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
@@ -435,8 +517,18 @@ egressSelections:
 		GitURL:          "http://127.0.0.1:" + strconv.Itoa(cfg.Ports.Git),
 		ArgoCDNamespace: argoCDNamespace,
 		ArgoCDLog:       filepath.Join(cfg.Dir, "logs", "argocd-application-controller.log"),
+
+		ArgoServerURL:       "http://127.0.0.1:" + strconv.Itoa(cfg.Ports.ArgoServer),
+		ObjectStoreEndpoint: "127.0.0.1:" + strconv.Itoa(cfg.Ports.ObjectStore),
+		ArtifactBucket:      artifactBucket,
 	}
 	f.info.GitopsRepo = f.info.GitURL + "/" + gitopsRepo
+	if cfg.Ports.Prometheus != 0 {
+		if f.prometheusConfig, err = writePrometheusConfig(cfg.Dir, cfg.Ports.Kubelet); err != nil {
+			return f, err
+		}
+		f.info.PrometheusURL = "http://127.0.0.1:" + strconv.Itoa(cfg.Ports.Prometheus)
+	}
 	if err := writeKubeconfig(f.info.Kubeconfig, server, f.ca.CertFile, "admin", tokens["admin"]); err != nil {
 		return f, err
 	}
@@ -578,6 +670,17 @@ func (cp *ControlPlane) define(f stateFiles) {
 		// Poll workflows often: kwok completes pods in about a second.
 		"DEFAULT_REQUEUE_TIME=1s",
 	)
+	add("minio", objectStoreArgs(objectStoreDir(c.Dir), c.Ports), objectStoreEnv(f.storeKeys)...)
+	// ARGO_NAMESPACE is the controller's: argo-server reads its ConfigMap, the archive's
+	// settings and the Postgres Secret there.
+	// KUBECONFIG too: with --auth-mode=client argo-server makes each caller's client from
+	// the default loading rules (the API server's address and CA), not from --kubeconfig.
+	add("argo-server", argoServerArgs(kc, c.Ports.ArgoServer), "ARGO_NAMESPACE="+argoNamespace, "KUBECONFIG="+kc)
+	cp.procs["argo-server"].bin = filepath.Join(c.BinDir, "argo")
+	if f.prometheusConfig != "" {
+		add("prometheus", prometheusArgs(f.prometheusConfig, filepath.Join(prometheusDir(c.Dir), "data"), c.Ports.Prometheus))
+		cp.procs["prometheus"].bin = cp.prometheusBin
+	}
 }
 
 func (cp *ControlPlane) waitAPIServer(ctx context.Context, timeout time.Duration) error {
@@ -629,8 +732,36 @@ func freePorts() (Ports, error) {
 	return p, nil
 }
 
+// portsFile keeps the free ports a plane was given, so that the plane started again on
+// the same state answers where it did: its clients (kubeconfigs, services) carry on.
+const portsFile = "ports.json"
+
+// autoPorts returns the ports the plane of dir had, while they are all still free, or
+// new free ones, which it remembers.
+func autoPorts(dir string) (Ports, error) {
+	file := filepath.Join(dir, portsFile)
+	if b, err := os.ReadFile(file); err == nil {
+		var p Ports
+		if json.Unmarshal(b, &p) == nil && p.APIServer != 0 && checkPortsFree(p) == nil {
+			return p, nil
+		}
+	}
+	p, err := freePorts()
+	if err != nil {
+		return p, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return p, err
+	}
+	return p, os.WriteFile(file, b, 0o644)
+}
+
 func checkPortsFree(p Ports) error {
 	for _, np := range p.named() {
+		if *np.port == 0 { // a component that is not run
+			continue
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(*np.port))
 		if err != nil {
 			return fmt.Errorf("port %d for %s is taken (is another control plane running? stop it, or choose other ports): %w", *np.port, np.name, err)

@@ -117,7 +117,8 @@ func TestDecodeYAMLDocuments(t *testing.T) {
 func TestOwnManifestsAreTemplatedCompletely(t *testing.T) {
 	vars := map[string]string{}
 	for _, k := range []string{"NODE_NAME", "ARGO_NAMESPACE", "CLUSTER_NAME", "PG_HOST", "PG_PORT", "PG_USER", "PG_PASSWORD", "ARCHIVE_DB", "METRICS_IP", "METRICS_PORT",
-		"ARGOCD_NAMESPACE", "ARGOCD_SECRET_KEY", "STORAGE_CLASS", "VOLUME_PROVISIONER", "INGRESS_CLASS", "INGRESS_CONTROLLER"} {
+		"ARGOCD_NAMESPACE", "ARGOCD_SECRET_KEY", "STORAGE_CLASS", "VOLUME_PROVISIONER", "INGRESS_CLASS", "INGRESS_CONTROLLER",
+		"S3_ENDPOINT", "S3_BUCKET", "S3_REGION", "ARTIFACT_SECRET"} {
 		vars[k] = "x1"
 	}
 	objs, err := readOwnManifests(vars)

@@ -83,6 +83,11 @@ func startEmulators(ctx context.Context, cs kubernetes.Interface, volumesDir str
 			return nil, err
 		}
 	}
+	// A claim may grow before its volume reaches the cache; the volume's arrival then
+	// brings the claim back.
+	if _, err := pvInf.AddEventHandler(claims.handlerBy(claimOfVolume)); err != nil {
+		return nil, err
+	}
 	f.Start(ctx.Done())
 	for _, l := range []*loop{claims, volumes, ingresses} {
 		e.wg.Add(1)
@@ -122,8 +127,16 @@ func newLoop(ctx context.Context, name string, logger *slog.Logger, sync func(co
 }
 
 func (l *loop) handler() cache.ResourceEventHandler {
+	return l.handlerBy(func(obj any) (string, bool) {
+		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+		return key, err == nil
+	})
+}
+
+// handlerBy queues the key that keyOf finds for an object, if it finds one.
+func (l *loop) handlerBy(keyOf func(obj any) (string, bool)) cache.ResourceEventHandler {
 	add := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		if key, ok := keyOf(obj); ok {
 			l.queue.Add(key)
 		}
 	}
@@ -168,6 +181,18 @@ func (e *emulators) syncClaim(ctx context.Context, key string) error {
 		return e.expand(ctx, pvc)
 	}
 	return nil
+}
+
+// claimOfVolume is the key of the claim a volume is bound to.
+func claimOfVolume(obj any) (string, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pv, ok := obj.(*corev1.PersistentVolume)
+	if !ok || pv.Spec.ClaimRef == nil {
+		return "", false
+	}
+	return pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name, true
 }
 
 func className(name *string) string {

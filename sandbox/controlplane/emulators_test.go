@@ -105,6 +105,55 @@ func TestProvisionerBindsGrowsAndReclaims(t *testing.T) {
 	})
 }
 
+// A claim can grow before the emulators' cache holds its volume (the claim's event comes
+// first); the volume's arrival must still complete the expansion.
+func TestProvisionerGrowsAClaimWhoseVolumeArrivesLater(t *testing.T) {
+	cs := fake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait, err := startEmulators(ctx, cs, filepath.Join(t.TempDir(), "volumes"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); wait() }()
+
+	class := storageClassName
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data", UID: "u1"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &class,
+			VolumeName:       "pvc-u1",
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")}},
+		},
+		Status: corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+	}
+	if _, err := cs.CoreV1().PersistentVolumeClaims("ns").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for the claim's event to be handled while no volume is known.
+	time.Sleep(300 * time.Millisecond)
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pvc-u1", Annotations: map[string]string{provisionedByAnnot: provisionerName}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:         corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			ClaimRef:         &corev1.ObjectReference{Namespace: "ns", Name: "data", UID: "u1"},
+			StorageClassName: storageClassName,
+		},
+	}
+	if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the claim's capacity grows", func() error {
+		got, err := cs.CoreV1().PersistentVolumeClaims("ns").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if c := got.Status.Capacity[corev1.ResourceStorage]; c.String() != "2Gi" {
+			return fmt.Errorf("capacity %s", c.String())
+		}
+		return nil
+	})
+}
+
 func TestIngressStatusForThePlanesClassOnly(t *testing.T) {
 	cases := []struct {
 		name       string

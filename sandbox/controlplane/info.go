@@ -62,6 +62,17 @@ type Info struct {
 	ArgoCDError string `json:"argoCDError,omitempty"`
 	// ArgoCDLog is the application controller's log file.
 	ArgoCDLog string `json:"argoCDLog"`
+	// ArgoServerURL is argo-server's base URL (plain HTTP; it authenticates each request
+	// with the caller's bearer token).
+	ArgoServerURL string `json:"argoServerURL"`
+	// ObjectStoreEndpoint is the S3 endpoint (host:port, plain HTTP) of Argo's artifact
+	// repository, and ArtifactBucket its bucket.
+	ObjectStoreEndpoint string `json:"objectStoreEndpoint"`
+	ArtifactBucket      string `json:"artifactBucket"`
+	// PrometheusURL is Prometheus's base URL (plain HTTP, no authentication), which
+	// scrapes kwok's kubelet resource metrics every 5 s; empty when Prometheus is not
+	// installed.
+	PrometheusURL string `json:"prometheusURL"`
 }
 
 const infoFile = "info.json"

@@ -28,6 +28,29 @@ type process struct {
 	exited  chan struct{}
 	stopped bool // set while a deliberate stop or restart is in progress
 	logger  *slog.Logger
+	// delay is the last wait before a restart (0 before any).
+	delay time.Duration
+}
+
+// Restart delays: a component that had been up a while is started again at once (a
+// killed API server must be back within seconds); one that keeps exiting soon after
+// it starts waits twice as long each time, up to maxRestartDelay.
+const (
+	firstRestartDelay = 50 * time.Millisecond
+	maxRestartDelay   = 10 * time.Second
+	stableAfter       = 30 * time.Second
+)
+
+// nextDelay is the wait before restarting a process that ran for uptime.
+func (p *process) nextDelay(uptime time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.delay == 0 || uptime >= stableAfter {
+		p.delay = firstRestartDelay
+	} else {
+		p.delay = min(2*p.delay, maxRestartDelay)
+	}
+	return p.delay
 }
 
 func (p *process) start() error {
@@ -49,6 +72,7 @@ func (p *process) startLocked() error {
 		f.Close()
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
+	started := time.Now()
 	exited := make(chan struct{})
 	p.cmd, p.exited, p.stopped = cmd, exited, false
 	go func() {
@@ -59,8 +83,9 @@ func (p *process) startLocked() error {
 		again := !p.stopped && p.cmd == cmd
 		p.mu.Unlock()
 		if again {
-			p.logger.Warn("component exited; restarting", "component", p.name, "err", err, "log", p.log)
-			time.Sleep(time.Second)
+			delay := p.nextDelay(time.Since(started))
+			p.logger.Warn("component exited; restarting", "component", p.name, "err", err, "log", p.log, "after", delay)
+			time.Sleep(delay)
 			p.mu.Lock()
 			if !p.stopped && p.cmd == cmd {
 				if err := p.startLocked(); err != nil {

@@ -10,6 +10,10 @@ answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Headless Chromium drives the browser tests.
 command -v chromium >/dev/null || apt_install chromium
 
+# The local control plane runs Prometheus (scraping kwok's resource metrics) for the
+# router's metric history; the package starts no service here, the plane runs the binary.
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
+
 if answers 6379; then
   echo "services: redis answers on 127.0.0.1:6379"
 else

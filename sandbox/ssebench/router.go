@@ -23,6 +23,7 @@ import (
 // Router is one sse-router process under test, configured only through its environment.
 type Router struct {
 	bin, kubeconfig, addr, logPath string
+	debugAddr                      string // Go's profiles
 	env                            []string
 	rssCap                         int64
 	log                            *slog.Logger
@@ -42,8 +43,12 @@ func NewRouter(bin, kubeconfig, logDir string, rssCap int64, extraEnv []string, 
 	if err != nil {
 		return nil, err
 	}
+	debugAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	return &Router{
-		bin: bin, kubeconfig: kubeconfig, addr: addr, rssCap: rssCap, env: extraEnv, log: log,
+		bin: bin, kubeconfig: kubeconfig, addr: addr, debugAddr: debugAddr, rssCap: rssCap, env: extraEnv, log: log,
 		logPath: filepath.Join(logDir, "sse-router-"+strings.ReplaceAll(addr, ":", "-")+".log"),
 	}, nil
 }
@@ -73,6 +78,7 @@ func (r *Router) Start(ctx context.Context) error {
 		"DWP_KUBECONFIG="+r.kubeconfig,
 		"DWP_REDIS_ADDR=",
 		"DWP_LOG_LEVEL=warn",
+		"DWP_DEBUG_ADDRESS="+r.debugAddr,
 	)
 	cmd.Env = append(cmd.Env, r.env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -140,6 +146,32 @@ func (r *Router) watchRSS(ctx context.Context, pid int, exited <-chan struct{}) 
 			return
 		}
 	}
+}
+
+// Profile records the router's CPU profile for d into path (Go's pprof format).
+func (r *Router) Profile(ctx context.Context, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.debugAddr, max(1, int(d/time.Second)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile: %w", err)
+	}
+	return f.Close()
 }
 
 // KilledReason says why the watchdog killed the router ("" if it did not).

@@ -3,6 +3,10 @@ package ssebench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -25,7 +29,10 @@ type ScaleResult struct {
 	Latency          Percentiles   `json:"latency"`
 	Delivered        int64         `json:"delivered"`
 	Expected         int64         `json:"expected"`
-	Error            string        `json:"error,omitempty"`
+	// Profile is the router's CPU profile over the burst and the latency events (the
+	// largest N of each kind only), in the output folder.
+	Profile string `json:"profile,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func scaleTable(id, title string) *Table {
@@ -93,6 +100,11 @@ func (b *bench) scale(ctx context.Context) (*Table, error) {
 	}
 	t.Note("RSS/stream: router VmRSS with the streams open minus before any opened, over N. Idle CPU: router CPU over %s without events, %% of one core.", b.cfg.IdleWindow)
 	t.Note("CPU/delivery: router CPU time while %d events at once reach every stream, over events × streams. Latency: %d events at 1/s, every (event, stream) delivery.", b.cfg.BurstEvents, b.cfg.LatencyEvents)
+	for _, r := range results {
+		if r.Profile != "" {
+			t.Note("%s N=%d: the router's CPU profile over the burst and the latency events is %s (`go tool pprof -top %s`).", r.Kind, r.N, r.Profile, r.Profile)
+		}
+	}
 	t.Note("pods events are annotation patches of one pod (a `modified` event each); pod log events are lines appended to the file kwok serves.")
 	return t, nil
 }
@@ -151,6 +163,10 @@ func (b *bench) scaleOne(ctx context.Context, kind string, src Source, path stri
 	}
 	res.IdleCPUPercent = 100 * float64(c1.CPU-c0.CPU) / float64(b.cfg.IdleWindow)
 
+	if n == slices.Max(b.cfg.ScaleSizes) {
+		stopProfile := b.profile(ctx, r, name, &res.Profile)
+		defer stopProfile()
+	}
 	res.CPUPerDelivery, res.BurstDeliveries, err = b.burstCPU(ctx, r, src, name, st.Opened, b.cfg.BurstEvents)
 	if err != nil {
 		return fail(err)
@@ -170,4 +186,28 @@ func (b *bench) scaleOne(ctx context.Context, kind string, src Source, path stri
 		res.Error = "router killed: " + k
 	}
 	return res
+}
+
+// profileWindow covers the CPU-per-delivery burst and the latency events after it.
+const profileWindow = 15 * time.Second
+
+// profile records r's CPU profile for profileWindow into the output folder, naming the
+// file in *name once written; wait (deferred by the caller) waits for it.
+func (b *bench) profile(ctx context.Context, r *Router, run string, name *string) (wait func()) {
+	if err := os.MkdirAll(b.cfg.OutDir, 0o755); err != nil {
+		b.log.Warn("no profile", "run", run, "err", err)
+		return func() {}
+	}
+	file := "profile-" + run + ".pprof"
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := r.Profile(ctx, profileWindow, filepath.Join(b.cfg.OutDir, file)); err != nil {
+			b.log.Warn("no profile", "run", run, "err", err)
+			return
+		}
+		*name = file
+	}()
+	return wg.Wait
 }

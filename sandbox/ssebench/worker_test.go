@@ -24,13 +24,15 @@ func TestWorkerAgainstSSEServer(t *testing.T) {
 			http.Error(w, "no", http.StatusUnauthorized)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush()
+		// Subscribed before the headers go out: a stream the worker counts as open must
+		// receive what the test sends next.
 		ch := make(chan string, 16)
 		mu.Lock()
 		subs = append(subs, ch)
 		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
 		for {
 			select {
 			case <-r.Context().Done():
@@ -81,6 +83,9 @@ func TestWorkerAgainstSSEServer(t *testing.T) {
 		t.Fatal(rep.Err)
 	}
 	mu.Lock()
+	if len(subs) != n {
+		t.Fatalf("%d streams subscribed, want %d", len(subs), n)
+	}
 	for _, ch := range subs {
 		for seq := range int64(4) {
 			ch <- fmt.Sprintf("event: log\nid: %d\ndata: {\"line\":%q}\n\n", seq, Marker(seq, time.Now().UnixNano()))

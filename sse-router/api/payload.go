@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ const (
 	EventDeleted     = "deleted"
 	EventLog         = "log"
 	EventMetrics     = "metrics"
+	EventHistory     = "history" // the usage of a metrics stream's pods over the last hour, before its first `metrics`
 	EventApp         = "app"
 	EventApplication = "application" // an app's Argo CD Application as it is now
 	EventError       = "error"
@@ -113,4 +115,14 @@ func scrub(msg string) string {
 type EndPayload struct {
 	Type   string `json:"type"`
 	Reason string `json:"reason,omitempty"`
+}
+
+// Marshal encodes a payload. Only the router's own payload types are encoded, and they
+// always encode; still, a stream must not die of it: a failure is sent as an error event.
+func Marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b, _ = json.Marshal(ErrorPayload{Type: EventError, Code: CodeUpstreamError, Message: "encoding failed", Retrying: true})
+	}
+	return b
 }

@@ -32,9 +32,14 @@ var Routes = []Route{
 	{KindApplication, "/namespaces/:namespace/apps/:app/application"},
 }
 
+// Registrar is where routes are registered: an httprouter.Router, or what wraps one.
+type Registrar interface {
+	GET(path string, h httprouter.Handle)
+}
+
 // Register adds every stream route to r under prefix (Prefix, or "" for paths as a
 // multiplexed subscription gives them); serve answers the requests for a kind.
-func Register(r *httprouter.Router, prefix string, serve func(Kind) httprouter.Handle) {
+func Register(r Registrar, prefix string, serve func(Kind) httprouter.Handle) {
 	for _, rt := range Routes {
 		h := serve(rt.Kind)
 		r.GET(prefix+rt.Pattern, h)

@@ -7,13 +7,13 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/dwp-sre/dwp-sre/sandbox/browsertest"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 )
@@ -41,9 +41,6 @@ for (const name of ["portal", "naive"]) {
 // portal closes it on the final error event or not (the blind reconnect is refused with
 // 403, on which EventSource gives up).
 func TestBrowserEventSourceStopsWhenRevoked(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("headless Chromium needed at %s: %v", chromium, err)
-	}
 	t.Parallel()
 	env := clustertest.Get(t)
 	ns := env.Namespace(t)
@@ -62,17 +59,9 @@ func TestBrowserEventSourceStopsWhenRevoked(t *testing.T) {
 		}
 		proxy.ServeHTTP(w, req)
 	}))
-	defer site.Close()
+	t.Cleanup(site.Close) // runs after the browser's cleanup, once the browser has let go of its streams
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := browsertest.New(t)
 	if err := chromedp.Do(bctx, chromedp.Navigate(site.URL+"/portal")); err != nil {
 		t.Fatal(err)
 	}

@@ -8,17 +8,15 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/dwp-sre/dwp-sre/sandbox/browsertest"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
 )
-
-const chromium = "/usr/bin/chromium"
 
 // page opens, with EventSource as a portal page does, a pod list, a pod log, and one
 // multiplexed stream carrying both; it records every event in window.events.
@@ -46,9 +44,6 @@ type browserEvent struct {
 // receives a pod change and appended log lines; the multiplexed stream carries two
 // subscriptions at once. The token travels in an HttpOnly cookie, as from a portal login.
 func TestBrowserEventSource(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("headless Chromium needed at %s: %v", chromium, err)
-	}
 	t.Parallel()
 	env := clustertest.Get(t)
 	ns := env.Namespace(t)
@@ -77,18 +72,10 @@ func TestBrowserEventSource(t *testing.T) {
 		}
 		proxy.ServeHTTP(w, req)
 	}))
-	defer site.Close()
+	t.Cleanup(site.Close) // runs after the browser's cleanup, once the browser has let go of its streams
 	env.Grant(t, ns, "alice", "view")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := browsertest.New(t)
 	if err := chromedp.Do(bctx, chromedp.Navigate(site.URL+"/portal")); err != nil {
 		t.Fatal(err)
 	}

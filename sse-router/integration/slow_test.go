@@ -130,7 +130,7 @@ func TestStoppedReaderDroppedAtOneEventPerSecond(t *testing.T) {
 	t.Parallel()
 	env := clustertest.Get(t)
 	ns := env.Namespace(t)
-	r := startRouter(t, env, func(c *server.Config) { c.WriteTimeout = 6 * time.Second }) // the default
+	r := startRouter(t, env, func(c *server.Config) { c.WriteTimeout = 5 * time.Second }) // the default
 	tok := env.Tokens["admin"]
 	pl := env.PodLog(t, ns, "web-1", "main")
 	runningPod(t, env, ns, "web-1", "web")

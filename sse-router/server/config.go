@@ -9,7 +9,11 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/dwp-sre/dwp-sre/internal/cors"
 	"github.com/dwp-sre/dwp-sre/internal/envflag"
+	"github.com/dwp-sre/dwp-sre/internal/summarystore"
+	"github.com/dwp-sre/dwp-sre/sse-router/console"
+	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
 
 // Config is the router's configuration. Every field comes from an environment variable
@@ -21,11 +25,17 @@ type Config struct {
 	KubeQPS        float64
 	KubeBurst      int
 	CORSOrigins    []string
-	TokenCookie    string
-	Heartbeat      time.Duration
-	Retry          time.Duration
-	Linger         time.Duration
-	QueueSize      int
+	// ConsoleAPI is the task function's base URL for the web console (empty: same origin).
+	ConsoleAPI  string
+	TokenCookie string
+	// SessionMaxAge bounds how long a token cookie lives (a JWT's exp bounds it sooner).
+	SessionMaxAge time.Duration
+	// TrustForwardedProto believes a proxy's X-Forwarded-Proto for the cookie's Secure.
+	TrustForwardedProto bool
+	Heartbeat           time.Duration
+	Retry               time.Duration
+	Linger              time.Duration
+	QueueSize           int
 	// WriteTimeout bounds how long data sent to a client may stay unsent or
 	// unacknowledged before the client is dropped as slow.
 	WriteTimeout time.Duration
@@ -53,19 +63,22 @@ type Config struct {
 	ArgoServerCAFile   string
 	ArgoServerInsecure bool
 	ArgoCDNamespace    string
-	RedisAddr          string
-	RedisDB            int
-	RedisPrefix        string
+	// PrometheusURL is the Prometheus whose container usage pod metrics streams start
+	// with (the default cluster's; empty: no history).
+	PrometheusURL string
+	Redis         summarystore.Options
 	// SummaryClusterNames maps the router\'s cluster names to the watcher\'s.
 	SummaryClusterNames map[string]string
 	ShutdownTimeout     time.Duration
 	LogLevel            string
+	// DebugAddress, when set, serves Go's profiles (loopback only).
+	DebugAddress string
 
 	// noHijack keeps every stream on its handler's goroutine (tests of that path).
 	noHijack bool
 }
 
-var settings = []envflag.Setting[Config]{
+var ownSettings = []envflag.Setting[Config]{
 	envflag.String("DWP_LISTEN_ADDRESS", "listen-address", "127.0.0.1:8090", "address to serve HTTP on", func(c *Config) *string { return &c.ListenAddress }),
 	envflag.String("DWP_KUBECONFIG", "kubeconfig", "", "kubeconfig whose contexts are the clusters (empty: in-cluster credentials, cluster \"in-cluster\")", func(c *Config) *string { return &c.Kubeconfig }),
 	envflag.String("DWP_DEFAULT_CLUSTER", "default-cluster", "", "cluster of streams that name none (empty: the kubeconfig's current context)", func(c *Config) *string { return &c.DefaultCluster }),
@@ -79,23 +92,23 @@ var settings = []envflag.Setting[Config]{
 	}),
 	envflag.Int("DWP_KUBE_BURST", "kube-burst", "100", "request burst to each API server", 1, func(c *Config) *int { return &c.KubeBurst }),
 	envflag.Func("DWP_CORS_ORIGINS", "cors-origins", "", "comma-separated portal origins allowed to open streams from a browser (e.g. https://portal.example)", func(c *Config, v string) error {
-		c.CORSOrigins = nil
-		for _, o := range strings.Split(v, ",") {
-			if o = strings.TrimSpace(o); o != "" {
-				if o == "*" || !strings.Contains(o, "://") {
-					return fmt.Errorf("origins are exact, like https://portal.example: %q", o)
-				}
-				c.CORSOrigins = append(c.CORSOrigins, strings.TrimSuffix(o, "/"))
-			}
-		}
-		return nil
+		o, err := cors.ParseOrigins(v)
+		c.CORSOrigins = o
+		return err
+	}),
+	envflag.Func("DWP_CONSOLE_API_URL", "console-api-url", "", "the task function's base URL the web console at "+console.Path+"/ calls (empty: the console's own origin, an ingress routing /api/v1 to the function); the function must allow the router's origin in its DWP_CORS_ORIGINS", func(c *Config, v string) error {
+		u, err := console.ParseAPI(v)
+		c.ConsoleAPI = u
+		return err
 	}),
 	envflag.String("DWP_TOKEN_COOKIE", "token-cookie", "dwp_token", "cookie carrying the bearer token for browsers' EventSource", func(c *Config) *string { return &c.TokenCookie }),
+	envflag.PositiveDuration("DWP_SESSION_MAX_AGE", "session-max-age", defaultSessionMaxAge.String(), "longest life of the token cookie set by POST "+SessionPath+" (a JWT's exp ends it sooner)", func(c *Config) *time.Duration { return &c.SessionMaxAge }),
+	envflag.Bool("DWP_TRUST_FORWARDED_PROTO", "trust-forwarded-proto", "false", "believe X-Forwarded-Proto: https (set only behind a TLS-terminating proxy that sets it) and mark the token cookie Secure", func(c *Config) *bool { return &c.TrustForwardedProto }),
 	envflag.Duration("DWP_HEARTBEAT_INTERVAL", "heartbeat-interval", "15s", "idle time after which a heartbeat comment is sent", func(c *Config) *time.Duration { return &c.Heartbeat }),
 	envflag.Duration("DWP_RETRY", "retry", "3s", "reconnection delay advised to browsers (retry:)", func(c *Config) *time.Duration { return &c.Retry }),
 	envflag.Duration("DWP_LINGER", "linger", "30s", "how long an upstream (and a multiplexed session) outlives its last viewer", func(c *Config) *time.Duration { return &c.Linger }),
 	envflag.Int("DWP_QUEUE_SIZE", "queue-size", "256", "messages queued per client before it is dropped as slow", 1, func(c *Config) *int { return &c.QueueSize }),
-	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "6s", "a client whose data stays unsent (or unacknowledged) this long is dropped as slow", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+	envflag.Duration("DWP_WRITE_TIMEOUT", "write-timeout", "5s", "a client whose data stays unsent (or unacknowledged) this long is dropped as slow", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 	envflag.Int("DWP_SEND_BUFFER", "send-buffer", "0", "kernel send buffer of each stream socket in bytes (0: the system's default, which absorbs bursts; a stalled client is found by what it leaves unacknowledged either way)", 0, func(c *Config) *int { return &c.SendBuffer }),
 	envflag.Int("DWP_WRITERS", "writers", "0", "goroutines writing streams (0: two per CPU)", 0, func(c *Config) *int { return &c.Writers }),
 	envflag.Int("DWP_WATCH_REPLAY", "watch-replay", "1000", "changes kept per watch for Last-Event-ID resume", 1, func(c *Config) *int { return &c.WatchReplay }),
@@ -123,9 +136,15 @@ var settings = []envflag.Setting[Config]{
 		c.ArgoCDNamespace = v
 		return nil
 	}),
-	envflag.String("DWP_REDIS_ADDR", "redis-addr", "127.0.0.1:6379", "Redis holding app summaries (empty: no apps stream)", func(c *Config) *string { return &c.RedisAddr }),
-	envflag.Int("DWP_REDIS_DB", "redis-db", "0", "Redis database of the summaries", 0, func(c *Config) *int { return &c.RedisDB }),
-	envflag.String("DWP_REDIS_PREFIX", "redis-prefix", "dwp:", "key prefix of the summaries in Redis (as the task function's)", func(c *Config) *string { return &c.RedisPrefix }),
+	envflag.Func("DWP_PROMETHEUS_URL", "prometheus-url", "", "Prometheus holding the default cluster's kubelet resource metrics: pod metrics streams start with the last hour of usage from it (empty: no history)", func(c *Config, v string) error {
+		if v != "" {
+			if _, err := upstream.ParsePrometheusURL(v); err != nil {
+				return err
+			}
+		}
+		c.PrometheusURL = v
+		return nil
+	}),
 	envflag.Func("DWP_SUMMARY_CLUSTER_NAMES", "summary-cluster-names", "", "comma-separated <cluster>=<watcher cluster name> where a kubeconfig context is not named as its watcher's DWP_CLUSTER_NAME", func(c *Config, v string) error {
 		c.SummaryClusterNames = map[string]string{}
 		for _, pair := range strings.Split(v, ",") {
@@ -142,9 +161,32 @@ var settings = []envflag.Setting[Config]{
 	}),
 	envflag.Duration("DWP_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a graceful shutdown waits for streams to close", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
 	envflag.LogLevel("DWP_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
+	envflag.Func("DWP_DEBUG_ADDRESS", "debug-address", "", "loopback address serving Go's profiles at /debug/pprof/ (empty: off)", func(c *Config, v string) error {
+		if err := checkDebugAddress(v); err != nil {
+			return err
+		}
+		c.DebugAddress = v
+		return nil
+	}),
 }
 
+// defaultSessionMaxAge is DWP_SESSION_MAX_AGE's default: a working day.
+const defaultSessionMaxAge = 8 * time.Hour
+
 // LoadConfig reads the configuration from the environment (getenv) and then args (flags).
+// settings are the router's own and the summaries' Redis (as the function and the watcher
+// read it; an empty DWP_REDIS_ADDR turns the apps stream off).
+var settings = append(ownSettings, summarystore.Settings(func(c *Config) *summarystore.Options { return &c.Redis })...)
+
+// DefaultConfig is the configuration with every setting at its default.
+func DefaultConfig() Config {
+	c, err := envflag.Load("sse-router", settings, nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		panic(fmt.Sprintf("the router's defaults are invalid: %v", err)) // a programming error, caught by every test
+	}
+	return c
+}
+
 func LoadConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	return envflag.Load("sse-router", settings, args, getenv, usage)
 }

@@ -211,30 +211,51 @@ func (cw *clientWriter) flush(scratch *[]byte, queue *[]hub.Delivery, st *writeS
 		go cw.drain(done)
 		return
 	}
+	more := len(cw.carry) > 0
 	cw.mu.Unlock()
 	if cw.afterWrite != nil {
 		cw.afterWrite()
 	}
 	if done {
 		cw.c.Close(hub.ReasonEnded)
+	} else if more {
+		cw.s.conns.schedule(cw) // the rest of its backlog, after the others' turn
 	}
 }
 
-// next frames what is queued. A lone message a plain stream writes as it is comes back
-// as the topic's own bytes (shared: not to be written to), so that a large catch-up
-// sent to many clients is never copied per client.
+// batchLimit bounds what one round frames into a writer's buffer: small messages are
+// gathered up to it, so that many go out in one write, and what would pass it waits
+// for the next round. A plain stream's large message goes out alone as the topic's own
+// bytes, so that the backlog of a client lagging behind a large catch-up is never copied
+// (2,000 such clients once held gigabytes of copies).
+const batchLimit = 64 << 10
+
+// next frames what is queued, after what the last round left (carry). A message a plain
+// stream writes as it is comes back as the topic's own bytes (shared: not to be written
+// to).
 func (cw *clientWriter) next(dst []byte, queue *[]hub.Delivery) (out []byte, events int, done bool, shared bool) {
-	ds := cw.c.Take((*queue)[:0])
+	ds := append((*queue)[:0], cw.carry...)
+	clear(cw.carry)
+	cw.carry = nil
+	ds = cw.c.Take(ds)
 	defer func() {
 		clear(ds)
 		*queue = ds[:0]
 	}()
-	if pf, ok := cw.f.(*plainFramer); ok && len(ds) == 1 && allHaveIDs(ds[0].Msg) {
-		m := ds[0].Msg
-		pf.lastID = m.LastID()
-		return m.Wire, len(m.Events), m.End, true
-	}
-	for _, d := range ds {
+	pf, plain := cw.f.(*plainFramer)
+	for i, d := range ds {
+		large := len(d.Msg.Wire) > batchLimit
+		if i > 0 && (large || len(dst)+len(d.Msg.Wire) > batchLimit) {
+			cw.carry = append([]hub.Delivery(nil), ds[i:]...)
+			return dst, events, false, false
+		}
+		if plain && i == 0 && (large || len(ds) == 1) && allHaveIDs(d.Msg) {
+			pf.lastID = d.Msg.LastID()
+			if !d.Msg.End && len(ds) > 1 {
+				cw.carry = append([]hub.Delivery(nil), ds[1:]...)
+			}
+			return d.Msg.Wire, len(d.Msg.Events), d.Msg.End, true
+		}
 		var n int
 		var end bool
 		dst, n, end = cw.f.frame(dst, d)
@@ -282,7 +303,7 @@ func (cw *clientWriter) drain(endAfter bool) {
 			own = buf
 		}
 		cw.s.metrics.EventsOut.Add(float64(events))
-		if len(buf) == 0 {
+		if len(buf) == 0 && len(cw.carry) == 0 {
 			cw.pending, cw.draining = nil, false
 			cw.mu.Unlock()
 			if cw.afterWrite != nil {
@@ -375,7 +396,12 @@ func (p *conns) watch(ctx context.Context) {
 
 func (p *conns) check(cw *clientWriter, now time.Time, period time.Duration) {
 	timeout := p.s.cfg.WriteTimeout
-	if cw.conn.peerClosed() {
+	// Looking for a closed peer costs a system call per stream: each stream is looked at
+	// every few ticks (spread over them), which frees a gone client's stream within half
+	// a heartbeat interval; a write to it fails sooner anyway.
+	cw.conn.ticks++
+	every := max(1, uint32(p.s.cfg.Heartbeat/period/2))
+	if cw.conn.ticks%every == 0 && cw.conn.peerClosed() {
 		cw.c.Close("disconnected")
 		return
 	}

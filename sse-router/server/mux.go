@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -155,7 +154,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 		if _, err := rv.Check(r.Context(), token, sub.Spec.Actions()...); err != nil {
 			var fe *authz.ForbiddenError
 			if sub.Carried && errors.As(err, &fe) {
-				plan.Drop(i, mustJSON(forbiddenPayload(fe)))
+				plan.Drop(i, api.Marshal(forbiddenPayload(fe)))
 				continue
 			}
 			p := s.authProblem(err)
@@ -217,7 +216,7 @@ func (s *Server) serveMux(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			if p, end := s.recheck(ctx, g, rv, m.Spec().Actions()...); end {
-				sess.Revoke(m, mustJSON(p))
+				sess.Revoke(m, api.Marshal(p))
 			}
 		}
 	}
@@ -313,7 +312,7 @@ func (s *Server) serveAddSubscription(w http.ResponseWriter, r *http.Request, id
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(mustJSON(req))
+	_, _ = w.Write(api.Marshal(req))
 }
 
 // serveRemoveSubscription removes a subscription from a session.
@@ -329,12 +328,4 @@ func (s *Server) serveRemoveSubscription(w http.ResponseWriter, r *http.Request,
 	}
 	sess.Remove(m, nil)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return []byte(`{"type":"error","message":"encoding failed"}`)
-	}
-	return b
 }

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metricsfake "k8s.io/metrics/pkg/client/clientset/versioned/fake"
 
+	"github.com/dwp-sre/dwp-sre/internal/cors"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
@@ -278,7 +279,7 @@ func FuzzStreamAPI(f *testing.F) {
 	f.Add("GET", "/api/v1/stream/namespaces/shop/pods", "https://evil.example", "tok-alice")
 	f.Add("POST", "/api/v1/stream/mux/x/subscriptions", "https://portal.example", "tok-alice")
 	f.Add("GET", "/api/v1/stream/mux?subscribe=p:namespaces/shop/pods", "null", "")
-	f.Add("GET", "/api/v1/stream/archived-workflows/u/nodes/n/log", "", "tok-alice")
+	f.Add("GET", "/api/v1/stream/namespaces/shop/archived-workflows/u/nodes/n/log", "", "tok-alice")
 	f.Add("GET", "/api/v1/stream/namespaces/shop/apps", "", "tok-admin")
 	f.Add("OPTIONS", "/api/v1/stream/namespaces/shop/pods", "https://portal.example", "")
 	f.Fuzz(func(t *testing.T, method, path, origin, token string) {
@@ -308,7 +309,7 @@ func FuzzStreamAPI(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		foreign := origin != "" && origin != "https://portal.example" && !sameOrigin(origin, req)
+		foreign := origin != "" && origin != "https://portal.example" && !cors.SameOrigin(origin, req)
 		switch {
 		case foreign && (rec.Code != 403 || rec.Header().Get("Content-Type") != problem.ContentType):
 			t.Fatalf("%s %s from %q: %d", method, path, origin, rec.Code)

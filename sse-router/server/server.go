@@ -21,10 +21,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dwp-sre/dwp-sre/internal/apidocs"
 	"github.com/dwp-sre/dwp-sre/internal/authz"
+	"github.com/dwp-sre/dwp-sre/internal/cors"
 	"github.com/dwp-sre/dwp-sre/internal/kube"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
+	"github.com/dwp-sre/dwp-sre/sse-router/console"
 	"github.com/dwp-sre/dwp-sre/sse-router/hub"
 	"github.com/dwp-sre/dwp-sre/sse-router/upstream"
 )
@@ -52,8 +55,9 @@ type Server struct {
 	rechecks  *rechecker
 	archive   *archiveProxy
 	conns     *conns
-	origins   map[string]bool
 	handler   http.Handler
+	router    *routeRecorder
+	openapi   []byte
 
 	cancelTopics context.CancelFunc
 	shutdown     chan struct{}
@@ -78,35 +82,44 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	// A Config made by hand (tests, embedding) gets the settings' defaults where it is zero.
+	def := DefaultConfig()
 	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 15 * time.Second
+		cfg.Heartbeat = def.Heartbeat
 	}
 	if cfg.Retry <= 0 {
-		cfg.Retry = 3 * time.Second
+		cfg.Retry = def.Retry
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 256
+		cfg.QueueSize = def.QueueSize
 	}
 	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = 6 * time.Second
+		cfg.WriteTimeout = def.WriteTimeout
 	}
 	if cfg.MaxSubscriptions <= 0 {
-		cfg.MaxSubscriptions = 32
+		cfg.MaxSubscriptions = def.MaxSubscriptions
 	}
 	if cfg.AppLabel == "" {
-		cfg.AppLabel = "app"
+		cfg.AppLabel = def.AppLabel
 	}
 	if cfg.TokenCookie == "" {
-		cfg.TokenCookie = "dwp_token"
+		cfg.TokenCookie = def.TokenCookie
+	}
+	if cfg.SessionMaxAge <= 0 {
+		cfg.SessionMaxAge = def.SessionMaxAge
+	}
+	doc, err := api.OpenAPI()
+	if err != nil {
+		return nil, err
 	}
 	if cfg.ReauthorizeInterval <= 0 {
-		cfg.ReauthorizeInterval = 30 * time.Second
+		cfg.ReauthorizeInterval = def.ReauthorizeInterval
 	}
 	// Rights are checked again with cached answers up to AuthCacheTTL old: the wheel turns
 	// that much faster, so that a revoked right ends a stream within ReauthorizeInterval.
 	ttl := cfg.AuthCacheTTL
 	if ttl <= 0 {
-		ttl = 10 * time.Second // the reviewer's default
+		ttl = def.AuthCacheTTL
 	}
 	period := cfg.ReauthorizeInterval - ttl
 	if period < 100*time.Millisecond {
@@ -120,13 +133,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		streams: upstream.New(ctx, deps.Clusters, upstream.Config{
 			Linger: cfg.Linger, WatchReplay: cfg.WatchReplay, LogReplay: cfg.LogReplay,
 			WorkflowLogReplay: cfg.WorkflowLogReplay, MetricsInterval: cfg.MetricsInterval,
-			Apps: deps.Apps, ArgoCDNamespace: cfg.ArgoCDNamespace, Metrics: m, Logger: deps.Logger,
+			Apps: deps.Apps, ArgoCDNamespace: cfg.ArgoCDNamespace, PrometheusURL: cfg.PrometheusURL,
+			Metrics: m, Logger: deps.Logger,
 		}),
 		reviewers:    map[string]*authz.Reviewer{},
 		metrics:      m,
 		registry:     reg,
 		log:          deps.Logger,
-		origins:      map[string]bool{},
+		openapi:      doc,
 		cancelTopics: cancel,
 		shutdown:     make(chan struct{}),
 	}
@@ -156,11 +170,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.reviewers[name] = rv
 	}
-	for _, o := range cfg.CORSOrigins {
-		s.origins[o] = true
-	}
 	if cfg.ArgoServerURL != "" {
-		a, err := newArchiveProxy(cfg.ArgoServerURL, cfg.ArgoServerCAFile, cfg.ArgoServerInsecure)
+		a, err := newArchiveProxy(cfg.ArgoServerURL, cfg.ArgoServerCAFile, cfg.ArgoServerInsecure, s.log)
 		if err != nil {
 			cancel()
 			return nil, err
@@ -171,11 +182,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
+// DocsPath is where the interactive reference of the router's OpenAPI document is served.
+const DocsPath = "/docs"
+
 // Handler is the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
-	r := httprouter.New()
+	r := &routeRecorder{Router: httprouter.New()}
+	s.router = r
 	r.RedirectFixedPath = false
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if strings.HasPrefix(req.URL.Path, api.Prefix+"/") {
@@ -194,6 +209,24 @@ func (s *Server) routes() http.Handler {
 	})
 	r.GET("/readyz", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.serveReady(w, req) })
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	r.GET(api.OpenAPIPath, func(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(s.openapi)
+	})
+	// The interactive reference needs no token; "Try it out" sends the user's.
+	docs := apidocs.Handler(api.OpenAPIPath)
+	r.Handler(http.MethodGet, DocsPath, docs)
+	r.Handler(http.MethodGet, DocsPath+"/*asset", docs)
+	// The console is a page like a portal's: it signs in with POST /api/v1/session and
+	// opens streams with the cookie, so it needs no token to be served.
+	con := console.Handler(console.Options{API: s.cfg.ConsoleAPI, Streams: api.Prefix})
+	r.Handler(http.MethodGet, console.Path, con)
+	r.Handler(http.MethodGet, console.Path+"/*file", con)
+	r.GET("/", func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) {
+		http.Redirect(w, req, console.Path+"/", http.StatusFound)
+	})
+	r.POST(SessionPath, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.serveSetCookie(w, req) })
+	r.DELETE(SessionPath, func(w http.ResponseWriter, req *http.Request, _ httprouter.Params) { s.serveClearCookie(w, req) })
 	api.Register(r, api.Prefix, func(k api.Kind) httprouter.Handle {
 		return func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) { s.serveStream(w, req, k, ps) }
 	})
@@ -204,10 +237,16 @@ func (s *Server) routes() http.Handler {
 	r.DELETE(api.Prefix+"/mux/:session/subscriptions/:name", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
 		s.serveRemoveSubscription(w, req, ps.ByName("session"), ps.ByName("name"))
 	})
-	r.GET(api.Prefix+"/archived-workflows/:uid/nodes/:node/log", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
-		s.serveArchivedLog(w, req, ps.ByName("uid"), ps.ByName("node"))
+	r.GET(api.Prefix+"/namespaces/:namespace/archived-workflows/:uid/nodes/:node/log", func(w http.ResponseWriter, req *http.Request, ps httprouter.Params) {
+		s.serveArchivedLog(w, req, ps.ByName("namespace"), ps.ByName("uid"), ps.ByName("node"))
 	})
-	return s.cors(r)
+	// A page of a foreign origin is refused before anything is opened on the user's cookie.
+	return cors.Policy{
+		Origins: s.cfg.CORSOrigins, Credentials: true, Setting: "DWP_CORS_ORIGINS",
+		Methods: []string{"GET", "POST", "DELETE", "OPTIONS"},
+		Headers: []string{"Authorization", "Content-Type", "Last-Event-ID", "Cache-Control"},
+		Refuse:  s.refuse,
+	}.Handler(r)
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
@@ -248,48 +287,6 @@ func (s *Server) checkReady(ctx context.Context) error {
 	}
 	s.readyAt, s.readyError = time.Now(), err
 	return err
-}
-
-// cors answers preflights and sets CORS headers for the portal's origins, and refuses
-// every other request a browser sends from a foreign origin: the browser would hide the
-// answer from that page anyway, but the router would still open upstreams on the user's
-// cookie for it. Requests without an Origin (curl, same-origin GETs) go through.
-func (s *Server) cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Add("Vary", "Origin")
-		origin := r.Header.Get("Origin")
-		allowed := origin != "" && s.origins[origin]
-		if allowed {
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Allow-Credentials", "true")
-		}
-		if origin != "" && !allowed && !sameOrigin(origin, r) {
-			s.refuse(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
-			return
-		}
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			if !allowed {
-				s.refuse(w, problem.Forbidden(fmt.Sprintf("origin %q is not allowed (DWP_CORS_ORIGINS)", origin)))
-				return
-			}
-			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, Cache-Control")
-			h.Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// sameOrigin says whether origin is the host the request was sent to: browsers send an
-// Origin with same-origin POSTs and DELETEs too (the portal serving the router under its
-// own host). The scheme is not compared: behind a TLS-terminating proxy the router cannot
-// know it, and a foreign page differs by host.
-func sameOrigin(origin string, r *http.Request) bool {
-	_, host, ok := strings.Cut(origin, "://")
-	return ok && host != "" && strings.EqualFold(host, r.Host)
 }
 
 // refuse answers a stream request with a problem before the stream starts.
@@ -368,6 +365,15 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	ln, err := net.Listen("tcp", cfg.ListenAddress)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	if cfg.DebugAddress != "" {
+		dctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := serveDebug(dctx, cfg.DebugAddress); err != nil {
+				s.log.Error("debug listener stopped", "err", err)
+			}
+		}()
 	}
 	return s.Serve(ctx, ln)
 }

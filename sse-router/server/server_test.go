@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +39,7 @@ func TestLoadConfig(t *testing.T) {
 	if strings.Join(c.CORSOrigins, " ") != "https://portal.example http://localhost:3000" {
 		t.Fatalf("origins %q", c.CORSOrigins)
 	}
-	if c.RedisAddr != "127.0.0.1:6379" || c.AppLabel != "app" || c.ArgoCDNamespace != "argocd" {
+	if c.Redis.Addr != "127.0.0.1:6379" || c.Redis.Prefix != "dwp:" || c.AppLabel != "app" || c.ArgoCDNamespace != "argocd" {
 		t.Fatalf("defaults %+v", c)
 	}
 
@@ -76,7 +78,7 @@ func FuzzLoadConfig(f *testing.F) {
 
 func TestStreamRefusals(t *testing.T) {
 	f := newFakeCluster()
-	f.allow("alice", "shop", "list pods", "watch pods")
+	f.allow("alice", "shop", "list pods", "watch pods", "get workflows")
 	_, ts := startServer(t, testConfig(), f)
 
 	tests := []struct {
@@ -104,9 +106,12 @@ func TestStreamRefusals(t *testing.T) {
 		{"application without rights on the app", "GET", "/api/v1/stream/namespaces/bank/apps/web/application", "tok-alice", nil, 403, `may not list pods in namespace "bank"`},
 		{"application without Argo CD", "GET", "/api/v1/stream/namespaces/shop/apps/web/application", "tok-alice", nil, 501, "Argo CD's namespace is not configured"},
 		{"application of a bad app", "GET", "/api/v1/stream/namespaces/shop/apps/a.b/application", "tok-alice", nil, 400, "invalid stream request"},
-		{"archived logs without argo-server", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 501, "DWP_ARGO_SERVER_URL"},
-		{"archived logs need a token", "GET", "/api/v1/stream/archived-workflows/u-1/nodes/n-1/log", "", nil, 401, "no bearer token"},
-		{"archived log bad uid", "GET", "/api/v1/stream/archived-workflows/..%2Fx/nodes/n-1/log", "tok-alice", nil, 404, "no stream"}, // an escaped slash never matches a route
+		{"archived logs without argo-server", "GET", "/api/v1/stream/namespaces/shop/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 501, "DWP_ARGO_SERVER_URL"},
+		{"archived logs need a token", "GET", "/api/v1/stream/namespaces/shop/archived-workflows/u-1/nodes/n-1/log", "", nil, 401, "no bearer token"},
+		{"archived logs need rights on workflows", "GET", "/api/v1/stream/namespaces/bank/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 403, `may not get workflows.argoproj.io in namespace "bank"`},
+		{"archived log bad namespace", "GET", "/api/v1/stream/namespaces/Shop/archived-workflows/u-1/nodes/n-1/log", "tok-alice", nil, 400, "invalid archived log request"},
+		{"archived log bad node", "GET", "/api/v1/stream/namespaces/shop/archived-workflows/u-1/nodes/a%20b/log", "tok-alice", nil, 400, "invalid archived log request"},
+		{"archived log bad uid", "GET", "/api/v1/stream/namespaces/shop/archived-workflows/..%2Fx/nodes/n-1/log", "tok-alice", nil, 404, "no stream"}, // an escaped slash never matches a route
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -277,41 +282,73 @@ func TestAccessCheckFailureHidesAddresses(t *testing.T) {
 }
 
 func TestArchivedLogProxy(t *testing.T) {
-	var gotAuth, gotPath string
+	var mu sync.Mutex
+	var seen []string
 	argo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotAuth, gotPath = r.Header.Get("Authorization"), r.URL.Path
-		switch {
-		case strings.Contains(r.URL.Path, "missing"):
-			http.NotFound(w, r)
-		case r.Header.Get("Authorization") != "Bearer tok-alice":
-			http.Error(w, "forbidden", http.StatusForbidden)
-		default:
-			w.Header().Set("Content-Type", "application/octet-stream")
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization")+" "+r.URL.Path)
+		mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer tok-alice" {
+			http.Error(w, "Unauthorized", http.StatusUnauthorized) // argo-server's answer to missing rights
+			return
+		}
+		switch r.URL.Path {
+		case "/api/v1/archived-workflows/0a1b-2c":
+			_, _ = io.WriteString(w, `{"metadata":{"name":"build-x7","namespace":"shop"},"status":{"nodes":{
+				"build-x7-123":{"outputs":{"artifacts":[{"name":"main-logs","s3":{"key":"build-x7/build-x7-123/main.log"}}]}},
+				"build-x7-456":{}}}}`)
+		case "/api/v1/archived-workflows/gone":
+			http.Error(w, "Not Found", http.StatusNotFound)
+		case "/artifact-files/shop/archived-workflows/0a1b-2c/build-x7-123/outputs/main-logs":
+			w.Header().Set("Content-Type", "text/x-log")
 			_, _ = io.WriteString(w, "step 1\nstep 2\n")
+		default:
+			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		}
 	}))
 	defer argo.Close()
 	cfg := testConfig()
 	cfg.ArgoServerURL = argo.URL + "/"
-	_, ts := startServer(t, cfg, newFakeCluster())
+	f := newFakeCluster()
+	for _, u := range []string{"alice", "bob"} {
+		f.allow(u, "shop", "get workflows")
+	}
+	_, ts := startServer(t, cfg, f)
 
 	get := func(path, token string) (*http.Response, string) {
-		resp := openStream(t, ts.URL+path, token)
+		resp := openStream(t, ts.URL+"/api/v1/stream/namespaces/"+path, token)
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
-	resp, body := get("/api/v1/stream/archived-workflows/0a1b-2c/nodes/build-x7-123/log", "tok-alice")
+	resp, body := get("shop/archived-workflows/0a1b-2c/nodes/build-x7-123/log", "tok-alice")
 	if resp.StatusCode != 200 || body != "step 1\nstep 2\n" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("got %d %q %v", resp.StatusCode, body, resp.Header)
 	}
-	if gotAuth != "Bearer tok-alice" || gotPath != "/artifacts-by-uid/0a1b-2c/build-x7-123/main-logs" {
-		t.Fatalf("argo-server saw %q %q", gotAuth, gotPath)
+	mu.Lock()
+	want := []string{
+		"Bearer tok-alice /api/v1/archived-workflows/0a1b-2c",
+		"Bearer tok-alice /artifact-files/shop/archived-workflows/0a1b-2c/build-x7-123/outputs/main-logs",
 	}
-	if resp, _ := get("/api/v1/stream/archived-workflows/0a1b-2c/nodes/missing/log", "tok-alice"); resp.StatusCode != 404 {
-		t.Fatalf("missing log: %d", resp.StatusCode)
+	if !slices.Equal(seen, want) {
+		t.Fatalf("argo-server saw %q, want %q", seen, want)
 	}
-	if resp, _ := get("/api/v1/stream/archived-workflows/0a1b-2c/nodes/x/log", "tok-bob"); resp.StatusCode != 403 {
-		t.Fatalf("refused by argo-server: %d", resp.StatusCode)
+	mu.Unlock()
+	for _, c := range []struct {
+		path, token string
+		status      int
+		detail      string
+	}{
+		{"shop/archived-workflows/0a1b-2c/nodes/missing/log", "tok-alice", 404, "has no node missing"},
+		{"shop/archived-workflows/0a1b-2c/nodes/build-x7-456/log", "tok-alice", 404, "archived no log"},
+		{"shop/archived-workflows/gone/nodes/build-x7-123/log", "tok-alice", 404, "no such archived workflow"},
+		{"bank/archived-workflows/0a1b-2c/nodes/build-x7-123/log", "tok-alice", 403, "may not get"},
+		// Allowed here, but argo-server refuses (it checks with bob's own token).
+		{"shop/archived-workflows/0a1b-2c/nodes/build-x7-123/log", "tok-bob", 403, "argo-server refused"},
+	} {
+		resp, body := get(c.path, c.token)
+		if resp.StatusCode != c.status || !strings.Contains(body, c.detail) || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s as %s: %d %s", c.path, c.token, resp.StatusCode, body)
+		}
 	}
 }
 

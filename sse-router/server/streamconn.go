@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math/rand/v2"
 	"net"
 	"syscall"
 	"time"
@@ -17,10 +18,13 @@ type streamConn struct {
 	ackedAt uint64
 	stuck   time.Time
 	cleanAt time.Time
+	// ticks counts the watchdog's looks, from a random start so that streams opened
+	// together are not looked at for a closed peer on the same tick.
+	ticks uint32
 }
 
 func newStreamConn(nc net.Conn, sendBuffer int) *streamConn {
-	sc := &streamConn{nc: nc}
+	sc := &streamConn{nc: nc, ticks: rand.Uint32()}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		if sendBuffer > 0 {
 			// A small send buffer makes a client that stopped reading show soon as data

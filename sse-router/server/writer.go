@@ -83,8 +83,9 @@ type clientWriter struct {
 	// Written by the connection writers.
 	mu        sync.Mutex
 	conn      *streamConn
-	pending   []byte // framed but unsent: the connection is draining it aside
-	draining  bool   // a goroutine is writing pending with a deadline
+	pending   []byte         // framed but unsent: the connection is draining it aside
+	carry     []hub.Delivery // taken but left for the next round (see batchLimit)
+	draining  bool           // a goroutine is writing pending with a deadline
 	finished  bool
 	heartbeat bool // a heartbeat is due
 	lastWrite atomic.Int64
@@ -189,25 +190,27 @@ func (cw *clientWriter) run(ctx context.Context) {
 				cw.final(cw.c.Reason())
 				return
 			}
-			buf, events, done, shared := cw.next(cw.buf[:0], &queue)
-			if len(buf) > 0 {
-				if err := cw.write(buf); err != nil {
-					cw.writeFailed(err)
+			for first := true; first || len(cw.carry) > 0; first = false {
+				buf, events, done, shared := cw.next(cw.buf[:0], &queue)
+				if len(buf) > 0 {
+					if err := cw.write(buf); err != nil {
+						cw.writeFailed(err)
+						return
+					}
+				}
+				cw.s.metrics.EventsOut.Add(float64(events))
+				if cw.afterWrite != nil {
+					cw.afterWrite()
+				}
+				if !shared && cap(buf) <= 2*batchLimit {
+					cw.buf = buf[:0]
+				} else if !shared {
+					cw.buf = nil // shrink back after a large join
+				}
+				if done {
+					cw.c.Close(hub.ReasonEnded)
 					return
 				}
-			}
-			cw.s.metrics.EventsOut.Add(float64(events))
-			if cw.afterWrite != nil {
-				cw.afterWrite()
-			}
-			if !shared && cap(buf) <= 64<<10 {
-				cw.buf = buf[:0]
-			} else if !shared {
-				cw.buf = nil // shrink back after a large join
-			}
-			if done {
-				cw.c.Close(hub.ReasonEnded)
-				return
 			}
 			hb.Reset(cw.s.cfg.Heartbeat)
 		case <-hb.C:
@@ -244,7 +247,7 @@ func (cw *clientWriter) finalFrame(reason string) []byte {
 	id := cw.f.lastEventID()
 	switch reason {
 	case hub.ReasonSlow:
-		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(api.ErrorPayload{
+		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, api.Marshal(api.ErrorPayload{
 			Type: api.EventError, Code: api.CodeSlowClient, Reason: hub.ReasonSlow, Retrying: false,
 			Message: "this stream fell too far behind and was closed; reconnect to resume",
 		})))
@@ -252,7 +255,7 @@ func (cw *clientWriter) finalFrame(reason string) []byte {
 		// A random delay spreads the reconnections of every client over a few seconds.
 		retry := cw.s.cfg.Retry + rand.N(cw.s.cfg.Retry+1)
 		b := sse.AppendRetry(nil, retry)
-		return sse.AppendEvent(b, EventReconnect, id, sse.AppendData(nil, mustJSON(reconnectPayload{
+		return sse.AppendEvent(b, EventReconnect, id, sse.AppendData(nil, api.Marshal(reconnectPayload{
 			Type: EventReconnect, Reason: hub.ReasonShutdown, Message: "the router is restarting: reconnect",
 		})))
 	case hub.ReasonRevoked:
@@ -263,15 +266,15 @@ func (cw *clientWriter) finalFrame(reason string) []byte {
 		if p == nil {
 			return nil
 		}
-		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(p)))
+		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, api.Marshal(p)))
 	case hub.ReasonLifetime:
 		// The stream is checked afresh when the client reconnects (EventSource does by
 		// itself, resuming from its Last-Event-ID).
-		return sse.AppendEvent(nil, EventReconnect, id, sse.AppendData(nil, mustJSON(reconnectPayload{
+		return sse.AppendEvent(nil, EventReconnect, id, sse.AppendData(nil, api.Marshal(reconnectPayload{
 			Type: EventReconnect, Reason: hub.ReasonLifetime, Message: "this stream reached its maximum lifetime: reconnect",
 		})))
 	case hub.ReasonReplaced:
-		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, mustJSON(api.ErrorPayload{
+		return sse.AppendEvent(nil, api.EventError, id, sse.AppendData(nil, api.Marshal(api.ErrorPayload{
 			Type: api.EventError, Code: api.CodeReplaced, Reason: hub.ReasonReplaced, Message: "a newer connection took over this session",
 		})))
 	}

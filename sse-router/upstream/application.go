@@ -219,7 +219,7 @@ func (t *applicationTopic) Subscribe(_ context.Context, s *hub.Subscription, j J
 func (t *applicationTopic) stateLocked() *hub.Message {
 	if t.state == nil {
 		t.state = hub.NewMessage(false, hub.NewEvent(api.EventApplication, t.log.rv,
-			mustJSON(applicationPayload{Type: api.EventApplication, Application: t.view})))
+			api.Marshal(applicationPayload{Type: api.EventApplication, Application: t.view})))
 	}
 	return t.state
 }
@@ -228,7 +228,7 @@ func (t *applicationTopic) replace(items []runtime.Object, rv string, relist boo
 	var view []byte
 	for _, obj := range items {
 		if u, ok := t.own(obj); ok {
-			view = mustJSON(ViewOf(u.Object))
+			view = api.Marshal(ViewOf(u.Object))
 		}
 	}
 	t.mu.Lock()
@@ -251,7 +251,7 @@ func (t *applicationTopic) event(typ watch.EventType, obj runtime.Object, rv str
 	}
 	var view []byte
 	if typ != watch.Deleted {
-		view = mustJSON(ViewOf(u.Object))
+		view = api.Marshal(ViewOf(u.Object))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -263,7 +263,7 @@ func (t *applicationTopic) event(typ watch.EventType, obj runtime.Object, rv str
 	if view == nil {
 		name = api.EventDeleted
 	}
-	msg := hub.NewMessage(false, hub.NewEvent(name, rv, mustJSON(applicationPayload{Type: name, Application: view})))
+	msg := hub.NewMessage(false, hub.NewEvent(name, rv, api.Marshal(applicationPayload{Type: name, Application: view})))
 	t.view, t.state = view, nil
 	t.log.record(rv, msg)
 	t.fan.Broadcast(msg)

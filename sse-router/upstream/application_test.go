@@ -114,7 +114,7 @@ func TestViewOf(t *testing.T) {
 			want.OperationState = &op
 			tt.want(&want)
 			got := ViewOf(application(t, tt.edit).Object)
-			if g, w := mustJSON(got), mustJSON(want); !bytes.Equal(g, w) {
+			if g, w := api.Marshal(got), api.Marshal(want); !bytes.Equal(g, w) {
 				t.Fatalf("view\n%s\nwant\n%s", g, w)
 			}
 		})
@@ -124,7 +124,7 @@ func TestViewOf(t *testing.T) {
 // The stream sends a change only when the view changes: what Argo CD rewrites on every
 // reconciliation must not show in it, and what a portal shows must.
 func TestViewChanges(t *testing.T) {
-	base := mustJSON(ViewOf(application(t, nil).Object))
+	base := api.Marshal(ViewOf(application(t, nil).Object))
 	tests := []struct {
 		name    string
 		edit    func(obj map[string]any)
@@ -160,7 +160,7 @@ func TestViewChanges(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := mustJSON(ViewOf(application(t, tt.edit).Object))
+			got := api.Marshal(ViewOf(application(t, tt.edit).Object))
 			if changed := !bytes.Equal(got, base); changed != tt.changed {
 				t.Fatalf("changed = %v, want %v\n%s\n%s", changed, tt.changed, base, got)
 			}
@@ -180,7 +180,7 @@ func FuzzViewOf(f *testing.F) {
 			return
 		}
 		v := ViewOf(obj)
-		if b := mustJSON(ViewOf(obj)); !bytes.Equal(b, mustJSON(v)) {
+		if b := api.Marshal(ViewOf(obj)); !bytes.Equal(b, api.Marshal(v)) {
 			t.Fatalf("two readings differ: %s", b)
 		}
 		if v.Conditions == nil || v.Resources == nil {

@@ -170,7 +170,7 @@ func (t *appsTopic) encodeListLocked(typ string) []byte {
 	for _, n := range names {
 		p.Items = append(p.Items, appPayload{Type: api.EventApp, App: n, Summary: t.apps[n]})
 	}
-	return mustJSON(p)
+	return api.Marshal(p)
 }
 
 func (t *appsTopic) apply(c AppChange) {
@@ -191,7 +191,7 @@ func (t *appsTopic) apply(c AppChange) {
 		t.apps[c.App] = c.Summary
 	}
 	t.seq++
-	msg := hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), mustJSON(appPayload{Type: typ, App: c.App, Summary: c.Summary})))
+	msg := hub.NewMessage(false, hub.NewEvent(typ, t.id(t.seq), api.Marshal(appPayload{Type: typ, App: c.App, Summary: c.Summary})))
 	if old, ok := t.ring.push(change{pos: t.seq, msg: msg}); ok {
 		t.base = old.pos
 	}

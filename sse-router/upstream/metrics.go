@@ -29,6 +29,8 @@ type metricsPoller struct {
 	interval time.Duration
 	metrics  *hub.Metrics
 	log      *slog.Logger
+	// history reads the namespace's usage history (nil: none is configured).
+	history *historyCache
 
 	mu    sync.Mutex
 	views map[*metricsTopic]struct{}
@@ -37,14 +39,25 @@ type metricsPoller struct {
 	err   error
 }
 
-func newMetricsPoller(mc metricsclient.Interface, ns string, interval time.Duration, m *hub.Metrics, log *slog.Logger) *metricsPoller {
-	return &metricsPoller{mc: mc, ns: ns, interval: interval, metrics: m, log: log, views: map[*metricsTopic]struct{}{}}
+func newMetricsPoller(mc metricsclient.Interface, ns string, interval time.Duration, history *historyCache, m *hub.Metrics, log *slog.Logger) *metricsPoller {
+	return &metricsPoller{mc: mc, ns: ns, interval: interval, history: history, metrics: m, log: log, views: map[*metricsTopic]struct{}{}}
 }
 
 // Run polls until ctx ends.
 func (p *metricsPoller) Run(ctx context.Context) {
 	closed := p.metrics.UpstreamOpen(string(api.KindPodMetrics), "poll")
 	defer closed()
+	if p.history != nil {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.history.run(ctx)
+		}()
+		defer wg.Wait()
+		// Read at once, beside the first poll, for the viewers that started the poller.
+		p.history.get()
+	}
 	// Non-sliding: one poll every interval, however long a poll takes. A failed poll is
 	// retried at the next: metrics-server has nothing newer before then anyway.
 	wait.NonSlidingUntilWithContext(ctx, p.poll, p.interval)
@@ -100,20 +113,41 @@ func (p *metricsPoller) detach(v *metricsTopic) {
 type metricsTopic struct {
 	acquire  func() (*metricsPoller, func())
 	selector labels.Selector
+	// withHistory: joining viewers are sent the namespace's usage history first, cut to
+	// the selector's pods.
+	withHistory bool
+	// attached is closed once Run has the namespace's poller (poller).
+	attached chan struct{}
+	poller   *metricsPoller
 
 	audience
-	latest  *hub.Message
-	content []byte // the latest payload without its time, to skip repeats
+	latest   *hub.Message
+	latestAt time.Time // the latest usage's poll
+	content  []byte    // the latest payload without its time, to skip repeats
+	// polled is closed once the first poll's outcome is in; pods are the pods of the
+	// latest usage, whose history a selective stream shows.
+	polled chan struct{}
+	pods   podSet
+	// The latest history message for new viewers, with what it was made of.
+	histMsg   *hub.Message
+	histFetch *historyFetch
+	histPods  string
+	histUntil time.Time
 }
 
-func newMetricsTopic(selector labels.Selector, acquire func() (*metricsPoller, func())) *metricsTopic {
-	return &metricsTopic{acquire: acquire, selector: selector}
+func newMetricsTopic(selector labels.Selector, withHistory bool, acquire func() (*metricsPoller, func())) *metricsTopic {
+	return &metricsTopic{
+		acquire: acquire, selector: selector, withHistory: withHistory,
+		attached: make(chan struct{}), polled: make(chan struct{}),
+	}
 }
 
 // Run shares its namespace's poller until ctx ends.
 func (t *metricsTopic) Run(ctx context.Context) {
 	p, release := t.acquire()
 	defer release()
+	t.poller = p
+	close(t.attached)
 	p.attach(t)
 	<-ctx.Done()
 	p.detach(t)
@@ -156,6 +190,7 @@ type metricsPayload struct {
 func (t *metricsTopic) update(list *metricsv1beta1.PodMetricsList, at time.Time, err error) {
 	if err != nil {
 		t.mu.Lock()
+		t.polledLocked()
 		id := ""
 		if t.latest != nil {
 			id = t.latest.LastID()
@@ -181,27 +216,50 @@ func (t *metricsTopic) update(list *metricsv1beta1.PodMetricsList, at time.Time,
 		c.Pods = append(c.Pods, u)
 	}
 	slices.SortFunc(c.Pods, func(a, b PodUsage) int { return strings.Compare(a.Name, b.Name) })
-	content := mustJSON(c)
+	content := api.Marshal(c)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.polledLocked()
 	t.failure = nil
 	if t.latest != nil && bytes.Equal(content, t.content) {
 		return
 	}
+	t.pods = t.pods[:0:0]
+	for _, u := range c.Pods {
+		t.pods = append(t.pods, u.Name)
+	}
 	id := strconv.FormatInt(at.UnixNano(), 10)
-	t.content = content
-	t.latest = hub.NewMessage(false, hub.NewEvent(api.EventMetrics, id, mustJSON(metricsPayload{
+	t.content, t.latestAt = content, at
+	t.latest = hub.NewMessage(false, hub.NewEvent(api.EventMetrics, id, api.Marshal(metricsPayload{
 		Type: api.EventMetrics, Time: at.UTC().Format(time.RFC3339Nano), metricsContent: c,
 	})))
 	t.fan.Broadcast(t.latest)
 }
 
-// Subscribe implements Topic: the latest state (unless the subscriber has it), then
-// changes.
-func (t *metricsTopic) Subscribe(_ context.Context, s *hub.Subscription, j Join) error {
+// polledLocked records that the first poll's outcome is in.
+func (t *metricsTopic) polledLocked() {
+	select {
+	case <-t.polled:
+	default:
+		close(t.polled)
+	}
+}
+
+// Subscribe implements Topic: the usage history the subscriber lacks (when history is
+// configured), the latest state (unless the subscriber has it), then changes.
+func (t *metricsTopic) Subscribe(ctx context.Context, s *hub.Subscription, j Join) error {
+	fetch, err := t.awaitHistory(ctx, j.Resume)
+	if err != nil {
+		return err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if fetch != nil {
+		if hist := t.historyLocked(fetch, j.Resume); hist != nil && !s.Deliver(hist) {
+			return nil
+		}
+	}
 	var msg *hub.Message
 	if t.latest != nil && !(j.Resume.Set && j.Resume.ID == t.latest.LastID()) {
 		msg = t.latest

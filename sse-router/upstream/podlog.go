@@ -206,7 +206,7 @@ func (t *podLogTopic) lastID() string {
 }
 
 func encodeLogLine(l logLine, pod, node, container string) hub.Event {
-	return hub.NewEvent(api.EventLog, l.pos.String(), mustJSON(logLinePayload{
+	return hub.NewEvent(api.EventLog, l.pos.String(), api.Marshal(logLinePayload{
 		Type: api.EventLog, Time: l.time.Format(time.RFC3339Nano), Pod: pod, Node: node, Container: container, Line: l.text,
 	}))
 }

@@ -70,6 +70,10 @@ type Config struct {
 	// ArgoCDNamespace is where Argo CD's Applications live; "" leaves the application
 	// stream unavailable.
 	ArgoCDNamespace string
+	// PrometheusURL is the Prometheus holding the default cluster's container usage
+	// (kubelet resource metrics); pod metrics streams of that cluster start with the last
+	// hour of it. "" sends none.
+	PrometheusURL string
 
 	Metrics *hub.Metrics
 	Logger  *slog.Logger
@@ -115,6 +119,9 @@ type Streams struct {
 	podUsage *hub.Registry[*metricsTopic]
 	apps     *hub.Registry[*appsTopic]
 	argoApps *hub.Registry[*applicationTopic]
+	// prom reads usage history for the streams of cluster promCluster (nil: none).
+	prom        *promClient
+	promCluster string
 	// dynamic reads Applications, by cluster name (none for a cluster without a
 	// rest.Config, as in tests with fake clients).
 	dynamic map[string]dynamic.Interface
@@ -136,6 +143,13 @@ func New(ctx context.Context, clusters *kube.Clusters, cfg Config) *Streams {
 		}
 		dyn[name] = d
 	}
+	var prom *promClient
+	if cfg.PrometheusURL != "" {
+		var err error
+		if prom, err = newPromClient(cfg.PrometheusURL, nil); err != nil {
+			cfg.Logger.Error("no metric history", "err", err)
+		}
+	}
 	reg := func(kind api.Kind) *hub.Registry[*watchTopic] {
 		return hub.NewRegistry[*watchTopic](ctx, string(kind), cfg.Linger, cfg.Metrics)
 	}
@@ -152,6 +166,9 @@ func New(ctx context.Context, clusters *kube.Clusters, cfg Config) *Streams {
 		apps:     hub.NewRegistry[*appsTopic](ctx, string(api.KindApps), cfg.Linger, cfg.Metrics),
 		argoApps: hub.NewRegistry[*applicationTopic](ctx, string(api.KindApplication), cfg.Linger, cfg.Metrics),
 		dynamic:  dyn,
+		prom:     prom,
+		// One Prometheus is configured: the default cluster's.
+		promCluster: clusters.Default().Name,
 	}
 }
 
@@ -211,10 +228,15 @@ func (s *Streams) Open(spec api.Spec) (Topic, func(), error) {
 			return nil, nil, fmt.Errorf("selector: %w", err)
 		}
 		pollerKey := api.Spec{Kind: api.KindPodMetrics, Cluster: spec.Cluster, Namespace: ns}.Key(s.clusters.Default().Name)
+		withHistory := s.prom != nil && cl.Name == s.promCluster
 		t, release := s.podUsage.Acquire(key, func() *metricsTopic {
-			return newMetricsTopic(sel, func() (*metricsPoller, func()) {
+			return newMetricsTopic(sel, withHistory, func() (*metricsPoller, func()) {
 				return s.pollers.Acquire(pollerKey, func() *metricsPoller {
-					return newMetricsPoller(cl.Metrics, ns, cfg.MetricsInterval, cfg.Metrics, cfg.Logger)
+					var history *historyCache
+					if withHistory {
+						history = newHistoryCache(s.prom, ns, cfg.Metrics, cfg.Logger)
+					}
+					return newMetricsPoller(cl.Metrics, ns, cfg.MetricsInterval, history, cfg.Metrics, cfg.Logger)
 				})
 			})
 		})

@@ -162,7 +162,7 @@ func TestWorkflowLogPositionsOnlyGrow(t *testing.T) {
 
 func TestMetricsTopicFiltersAndSkipsRepeats(t *testing.T) {
 	sel, _ := labels.Parse("app=web")
-	topic := newMetricsTopic(sel, nil)
+	topic := newMetricsTopic(sel, false, nil)
 	c := hub.NewClient(10, nil)
 	_ = topic.Subscribe(context.Background(), c.NewSubscription(""), Join{})
 	usage := func(cpu string) corev1.ResourceList {

@@ -132,7 +132,7 @@ func encodeList(typ, rv string, items map[string]runtime.Object) []byte {
 	for _, k := range keys {
 		p.Items = append(p.Items, items[k])
 	}
-	return mustJSON(p)
+	return api.Marshal(p)
 }
 
 func objectKey(obj runtime.Object) string {
@@ -201,7 +201,7 @@ func resourceVersion(obj runtime.Object) string {
 func (t *watchTopic) event(typ watch.EventType, obj runtime.Object, rv string) {
 	t.prepare(obj)
 	name := strings.ToLower(string(typ))
-	msg := hub.NewMessage(false, hub.NewEvent(name, rv, mustJSON(objectPayload{Type: string(typ), Object: obj})))
+	msg := hub.NewMessage(false, hub.NewEvent(name, rv, api.Marshal(objectPayload{Type: string(typ), Object: obj})))
 
 	t.mu.Lock()
 	defer t.mu.Unlock()

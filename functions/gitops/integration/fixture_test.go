@@ -36,7 +36,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -48,6 +47,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/events"
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/stacktest"
 )
 
 func TestMain(m *testing.M) { clustertest.Main(m) }
@@ -59,8 +59,8 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// shared is what every test of the binary uses: the CD templates and the AppProject on
-// the plane, the watcher binary.
+// shared is what every test of the binary uses: the watcher and router binaries (the CD
+// templates and the AppProject on the plane come from stacktest.Install).
 var shared struct {
 	once    sync.Once
 	err     error
@@ -70,53 +70,8 @@ var shared struct {
 
 func setupShared(t testing.TB, env *clustertest.Env) {
 	t.Helper()
+	stacktest.Install(t, env)
 	shared.once.Do(func() {
-		ctx := context.Background()
-		dyn := env.AdminDynamic(t)
-		resources := map[string]schema.GroupVersionResource{
-			"ClusterWorkflowTemplate": {Group: "argoproj.io", Version: "v1alpha1", Resource: "clusterworkflowtemplates"},
-			"ClusterRole":             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-			"ClusterRoleBinding":      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-		}
-		for _, file := range []string{"ci.yaml", "cd.yaml", "rbac.yaml"} {
-			b, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "task-runner", file))
-			if err != nil {
-				shared.err = err
-				return
-			}
-			dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-			for {
-				var u unstructured.Unstructured
-				if err := dec.Decode(&u.Object); err == io.EOF {
-					break
-				} else if err != nil {
-					shared.err = err
-					return
-				}
-				gvr, ok := resources[u.GetKind()]
-				if !ok {
-					continue
-				}
-				if _, err := dyn.Resource(gvr).Apply(ctx, u.GetName(), &u, metav1.ApplyOptions{FieldManager: "cd-test", Force: true}); err != nil {
-					shared.err = fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
-					return
-				}
-			}
-		}
-		project := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-			"metadata": map[string]any{"name": "dwp", "namespace": env.ArgoCDNamespace},
-			"spec": map[string]any{
-				"sourceRepos":              []any{env.GitopsRepo},
-				"destinations":             []any{map[string]any{"server": "https://kubernetes.default.svc", "namespace": "*"}},
-				"clusterResourceWhitelist": []any{map[string]any{"group": "", "kind": "Namespace"}},
-			},
-		}}
-		gvr := schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "appprojects"}
-		if _, err := dyn.Resource(gvr).Namespace(env.ArgoCDNamespace).Apply(ctx, "dwp", project, metav1.ApplyOptions{FieldManager: "cd-test", Force: true}); err != nil {
-			shared.err = fmt.Errorf("apply AppProject: %w", err)
-			return
-		}
 		dir, err := os.MkdirTemp("", "cd-watcher")
 		if err != nil {
 			shared.err = err

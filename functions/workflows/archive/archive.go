@@ -5,7 +5,9 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 
@@ -47,13 +49,51 @@ type Query struct {
 	Limit int
 	// Continue is the token of the previous page, empty for the first.
 	Continue string
+	// Before, when set, keeps only the workflows after this position in the list's order
+	// (started earlier, or in the same second with a smaller uid): a keyset, with which
+	// a caller pages by positions of its own, such as a history merged with the live
+	// workflows. Continue must then be empty.
+	Before *Position
+}
+
+// Position is a place in the archive's order: most recently started first, to the second
+// (as Argo records startedAt), then by uid, greatest first, compared byte by byte.
+type Position struct {
+	StartedAt time.Time
+	UID       string
+}
+
+// First is the position before every workflow: a list Before it starts at the newest.
+var First = Position{StartedAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}
+
+// Less reports whether p comes before o in the newest-first order.
+func (p Position) Less(o Position) bool {
+	pt, ot := p.StartedAt.Truncate(time.Second), o.StartedAt.Truncate(time.Second)
+	if !pt.Equal(ot) {
+		return pt.After(ot)
+	}
+	return p.UID > o.UID
+}
+
+// PositionOf is wf's position in the archive's order.
+func PositionOf(wf *wfv1.Workflow) Position {
+	return Position{StartedAt: wf.Status.StartedAt.Time.Truncate(time.Second), UID: string(wf.UID)}
+}
+
+func (q *Query) checkBefore() error {
+	if q.Before != nil && q.Continue != "" {
+		return errors.New("archive query: Before and Continue are exclusive")
+	}
+	return nil
 }
 
 // Page is one page of a list.
 type Page struct {
 	Items []wfv1.Workflow
-	// Continue is the token of the next page; empty on the last.
+	// Continue is the token of the next page; empty on the last, and with Query.Before.
 	Continue string
+	// More reports whether items follow this page (with Query.Before too).
+	More bool
 }
 
 func forbiddenList(ns string) problem.Problem {

@@ -55,8 +55,36 @@ func NewArgoServerWithClient(base *url.URL, client *http.Client) *ArgoServer {
 func (a *ArgoServer) Close() { a.client.CloseIdleConnections() }
 
 // List implements Archive. argo-server's continue token is an offset into its own
-// newest-first order; it is passed through unchanged.
+// newest-first order; it is passed through unchanged. With q.Before, the list is asked for
+// by start time instead (see listBefore).
 func (a *ArgoServer) List(ctx context.Context, c Caller, q Query) (Page, error) {
+	if err := q.checkBefore(); err != nil {
+		return Page{}, err
+	}
+	v, err := listValues(q)
+	if err != nil {
+		return Page{}, err
+	}
+	if q.Before != nil {
+		return a.listBefore(ctx, c, q, v)
+	}
+	v.Set("listOptions.limit", fmt.Sprint(max(q.Limit, 1)))
+	if q.Continue != "" {
+		v.Set("listOptions.continue", q.Continue)
+	}
+	items, cont, err := a.list(ctx, c, v)
+	if err != nil {
+		return Page{}, err
+	}
+	// argo-server sorts each page itself; keep the newest first whatever its version does.
+	sort.SliceStable(items, func(i, j int) bool {
+		return items[i].Status.StartedAt.After(items[j].Status.StartedAt.Time)
+	})
+	return Page{Items: items, Continue: cont, More: cont != ""}, nil
+}
+
+// listValues are the filters of q as argo-server's query parameters.
+func listValues(q Query) (url.Values, error) {
 	v := url.Values{}
 	v.Set("namespace", q.Namespace)
 	if q.NamePrefix != "" {
@@ -66,17 +94,101 @@ func (a *ArgoServer) List(ctx context.Context, c Caller, q Query) (Page, error) 
 	if len(q.Phases) > 0 {
 		req, err := labels.NewRequirement("workflows.argoproj.io/phase", selection.In, q.Phases)
 		if err != nil {
-			return Page{}, problem.BadRequest("the phase filter is invalid", problem.FieldError{Field: "phase", Detail: err.Error()})
+			return nil, problem.BadRequest("the phase filter is invalid", problem.FieldError{Field: "phase", Detail: err.Error()})
 		}
 		sel = sel.Add(*req)
 	}
 	if s := sel.String(); s != "" {
 		v.Set("listOptions.labelSelector", s)
 	}
-	v.Set("listOptions.limit", fmt.Sprint(max(q.Limit, 1)))
-	if q.Continue != "" {
-		v.Set("listOptions.continue", q.Continue)
+	return v, nil
+}
+
+// listBefore is the page of q after q.Before. argo-server (v3.7) takes a start time bound
+// as a field selector, "spec.startedAt<T" meaning startedAt <= T and "spec.startedAt>T"
+// startedAt >= T (whole seconds, RFC 3339), and orders by start time alone, so workflows
+// started in the same second come in no set order and may straddle its pages. Hence each
+// round asks for the newest workflows up to a bound, keeps those of every second but the
+// oldest it saw, which are complete, and reads that oldest second whole with a second
+// request. The first round drops what is not after the position; from the second round
+// on every workflow counts, so at most two rounds are needed.
+func (a *ArgoServer) listBefore(ctx context.Context, c Caller, q Query, filters url.Values) (Page, error) {
+	limit := max(q.Limit, 1)
+	pos := *q.Before
+	bound := pos.StartedAt.Truncate(time.Second).UTC()
+	var out []wfv1.Workflow
+	seen := map[string]bool{}
+	keep := func(items []wfv1.Workflow) {
+		for _, wf := range items {
+			if p := PositionOf(&wf); pos.Less(p) && !seen[p.UID] {
+				seen[p.UID] = true
+				out = append(out, wf)
+			}
+		}
 	}
+	exhausted := false
+	for round := 0; len(out) <= limit && !exhausted; round++ {
+		if round == 3 {
+			return Page{}, fmt.Errorf("argo-server archive: no progress after %d rounds of start-time paging", round)
+		}
+		v := cloneValues(filters)
+		v.Set("listOptions.fieldSelector", "spec.startedAt<"+bound.Format(time.RFC3339))
+		v.Set("listOptions.limit", fmt.Sprint(limit+1))
+		items, cont, err := a.list(ctx, c, v)
+		if err != nil {
+			return Page{}, err
+		}
+		if cont == "" {
+			keep(items)
+			exhausted = true
+			break
+		}
+		oldest := bound
+		for i := range items {
+			if t := items[i].Status.StartedAt.Time.Truncate(time.Second); t.Before(oldest) {
+				oldest = t
+			}
+		}
+		var newer []wfv1.Workflow
+		for _, wf := range items {
+			if wf.Status.StartedAt.Time.Truncate(time.Second).After(oldest) {
+				newer = append(newer, wf)
+			}
+		}
+		keep(newer)
+		// The whole oldest second (limit 0 is "all" to argo-server).
+		v = cloneValues(filters)
+		at := oldest.UTC().Format(time.RFC3339)
+		v.Set("listOptions.fieldSelector", "spec.startedAt>"+at+",spec.startedAt<"+at)
+		v.Set("listOptions.limit", "0")
+		same, _, err := a.list(ctx, c, v)
+		if err != nil {
+			return Page{}, err
+		}
+		keep(same)
+		if oldest.Unix() <= 0 {
+			exhausted = true
+		}
+		bound = oldest.Add(-time.Second)
+	}
+	sort.Slice(out, func(i, j int) bool { return PositionOf(&out[i]).Less(PositionOf(&out[j])) })
+	page := Page{Items: out}
+	if len(out) > limit {
+		page.Items, page.More = out[:limit], true
+	}
+	return page, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// list is one call of argo-server's archived list, as summaries.
+func (a *ArgoServer) list(ctx context.Context, c Caller, v url.Values) ([]wfv1.Workflow, string, error) {
 	var list struct {
 		Metadata struct {
 			Continue string `json:"continue"`
@@ -84,12 +196,8 @@ func (a *ArgoServer) List(ctx context.Context, c Caller, q Query) (Page, error) 
 		Items []wfv1.Workflow `json:"items"`
 	}
 	if err := a.get(ctx, c, "/api/v1/archived-workflows", v, &list); err != nil {
-		return Page{}, err
+		return nil, "", err
 	}
-	// argo-server sorts each page itself; keep the newest first whatever its version does.
-	sort.SliceStable(list.Items, func(i, j int) bool {
-		return list.Items[i].Status.StartedAt.After(list.Items[j].Status.StartedAt.Time)
-	})
 	for i := range list.Items {
 		wf := &list.Items[i]
 		wf.Kind, wf.APIVersion = "Workflow", "argoproj.io/v1alpha1"
@@ -98,7 +206,7 @@ func (a *ArgoServer) List(ctx context.Context, c Caller, q Query) (Page, error) 
 		wf.Spec.Templates = nil
 		wf.ManagedFields = nil
 	}
-	return Page{Items: list.Items, Continue: list.Metadata.Continue}, nil
+	return list.Items, list.Metadata.Continue, nil
 }
 
 // Get implements Archive.

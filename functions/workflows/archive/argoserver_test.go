@@ -3,9 +3,12 @@ package archive
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dwp-sre/dwp-sre/internal/problem"
 )
@@ -24,6 +28,7 @@ type fakeArgoServer struct {
 	items  []wfv1.Workflow // newest first
 	rights map[string][]string
 	last   url.Values
+	calls  int
 }
 
 func (s *fakeArgoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -61,13 +66,48 @@ func (s *fakeArgoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		offset, _ := strconv.Atoi(q.Get("listOptions.continue"))
 		limit, _ := strconv.Atoi(q.Get("listOptions.limit"))
+		// Start time bounds as argo-server v3.7 reads them: both inclusive, whole seconds.
+		var minStarted, maxStarted time.Time
+		for _, fs := range strings.Split(q.Get("listOptions.fieldSelector"), ",") {
+			var err error
+			switch {
+			case fs == "":
+			case strings.HasPrefix(fs, "spec.startedAt>"):
+				minStarted, err = time.Parse(time.RFC3339, strings.TrimPrefix(fs, "spec.startedAt>"))
+			case strings.HasPrefix(fs, "spec.startedAt<"):
+				maxStarted, err = time.Parse(time.RFC3339, strings.TrimPrefix(fs, "spec.startedAt<"))
+			default:
+				err = fmt.Errorf("unsupported requirement %s", fs)
+			}
+			if err != nil {
+				fail(http.StatusBadRequest, 3, err.Error())
+				return
+			}
+		}
 		var matched []wfv1.Workflow
 		for _, wf := range s.items {
-			if wf.Namespace == ns && sel.Matches(labels.Set(wf.Labels)) && strings.HasPrefix(wf.Name, q.Get("namePrefix")) {
+			started := wf.Status.StartedAt.Time
+			if wf.Namespace == ns && sel.Matches(labels.Set(wf.Labels)) && strings.HasPrefix(wf.Name, q.Get("namePrefix")) &&
+				(minStarted.IsZero() || !started.Before(minStarted)) && (maxStarted.IsZero() || !started.After(maxStarted)) {
 				wf.Status.Nodes = nil
 				matched = append(matched, wf)
 			}
 		}
+		// Ordered by start time alone, as Argo's archive query is: workflows started in the
+		// same second come in an order that changes from call to call.
+		s.calls++
+		tie := func(uid types.UID) uint32 {
+			h := fnv.New32a()
+			fmt.Fprintf(h, "%s/%d", uid, s.calls)
+			return h.Sum32()
+		}
+		sort.SliceStable(matched, func(i, j int) bool {
+			a, b := matched[i].Status.StartedAt.Time, matched[j].Status.StartedAt.Time
+			if !a.Equal(b) {
+				return a.After(b)
+			}
+			return tie(matched[i].UID) < tie(matched[j].UID)
+		})
 		list := map[string]any{"metadata": map[string]any{}}
 		end := len(matched)
 		if limit > 0 && offset+limit < len(matched) {

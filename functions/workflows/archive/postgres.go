@@ -112,6 +112,9 @@ func badContinue(detail string) problem.Problem {
 
 // List implements Archive.
 func (p *Postgres) List(ctx context.Context, c Caller, q Query) (Page, error) {
+	if err := q.checkBefore(); err != nil {
+		return Page{}, err
+	}
 	if err := checkAccess(ctx, c, "list", q.Namespace); err != nil {
 		return Page{}, err
 	}
@@ -153,9 +156,15 @@ WHERE clustername = $1 AND instanceid = $2 AND namespace = $3`)
 		if cur.Filter != filter {
 			return Page{}, badContinue("use it with the filters of the list that returned it")
 		}
-		fmt.Fprintf(&sql, "\n  AND (startedat, uid) < (%s, %s)", arg(cur.StartedAt.UTC()), arg(cur.UID))
+		fmt.Fprintf(&sql, "\n  AND (startedat, uid COLLATE \"C\") < (%s, %s)", arg(cur.StartedAt.UTC()), arg(cur.UID))
 	}
-	fmt.Fprintf(&sql, "\nORDER BY startedat DESC, uid DESC LIMIT %s", arg(q.Limit+1))
+	if b := q.Before; b != nil {
+		// Argo records whole seconds; a position is one too.
+		fmt.Fprintf(&sql, "\n  AND (startedat, uid COLLATE \"C\") < (%s, %s)", arg(b.StartedAt.Truncate(time.Second).UTC()), arg(b.UID))
+	}
+	// uid in byte order (not the database's collation): the order Position.Less and the
+	// merged history use.
+	fmt.Fprintf(&sql, "\nORDER BY startedat DESC, uid COLLATE \"C\" DESC LIMIT %s", arg(q.Limit+1))
 
 	rows, err := p.pool.Query(ctx, sql.String(), args...)
 	if err != nil {
@@ -183,7 +192,10 @@ WHERE clustername = $1 AND instanceid = $2 AND namespace = $3`)
 		got = got[:q.Limit]
 		last := got[len(got)-1]
 		b, _ := json.Marshal(pgCursor{StartedAt: last.startedAt.UTC(), UID: last.uid, Filter: filter})
-		page.Continue = base64.RawURLEncoding.EncodeToString(b)
+		page.More = true
+		if q.Before == nil {
+			page.Continue = base64.RawURLEncoding.EncodeToString(b)
+		}
 	}
 	page.Items = make([]wfv1.Workflow, 0, len(got))
 	for _, r := range got {

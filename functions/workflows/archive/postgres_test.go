@@ -208,6 +208,14 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("pages by position", func(t *testing.T) {
+		wfs := tiedWorkflows("ties")
+		for _, wf := range wfs {
+			archiveRow(t, conn, "local", "", wf)
+		}
+		checkPagingByPosition(t, p, rights("ties"), "ties", wantOrder(wfs), positionsOf(wfs))
+	})
+
 	t.Run("filters", func(t *testing.T) {
 		cases := []struct {
 			q    Query

@@ -43,7 +43,7 @@ type fixture struct {
 	sender string
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T, extraConfig ...map[string]string) *fixture {
 	t.Helper()
 	env := clustertest.Get(t)
 	ns := env.Namespace(t)
@@ -93,12 +93,18 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := function.New()
-	err = f.Start(ctx, map[string]string{
+	cfg := map[string]string{
 		eventauth.EnvAudience: "dwp-function-test", eventauth.EnvSenders: identity,
 		workflows.EnvKubeconfig:         env.Kubeconfig,
 		workflows.EnvArchiveDSN:         env.ArchiveDSN,
 		workflows.EnvArchiveClusterName: env.ClusterName,
-	})
+	}
+	for _, extra := range extraConfig {
+		for k, v := range extra {
+			cfg[k] = v
+		}
+	}
+	err = f.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

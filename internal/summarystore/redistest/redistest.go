@@ -4,6 +4,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Binary is the redis-server started (REDIS_SERVER overrides it).
@@ -27,42 +29,75 @@ func Binary() string {
 // Server is a running private redis-server.
 type Server struct {
 	Addr string
+	cmd  *exec.Cmd
+	dir  string
 }
+
+// ErrNoRedis: no redis-server is installed.
+var ErrNoRedis = errors.New("no redis-server")
 
 // Start starts a redis-server on a free loopback port, without persistence, stopped
 // when the test ends. The test is skipped when no redis-server is installed.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	s, err := Launch()
+	if errors.Is(err, ErrNoRedis) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts a redis-server as Start does, for a server shared by a package's tests:
+// its TestMain stops it after m.Run (a server started with a zero testing.T was never
+// stopped, and outlived every benchmark run).
+func Launch() (*Server, error) {
 	bin, err := exec.LookPath(Binary())
 	if err != nil {
-		t.Skipf("no redis-server: %v", err)
+		return nil, fmt.Errorf("%w: %v", ErrNoRedis, err)
 	}
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatal(err)
+			os.RemoveAll(dir)
+			return nil, err
 		}
 		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
 		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-server: %v", err)
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if waitPing(addr, 5*time.Second) == nil {
-			t.Cleanup(func() {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			})
-			return &Server{Addr: addr}
+			return &Server{Addr: addr, cmd: cmd, dir: dir}, nil
 		}
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if attempt == 2 {
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			t.Fatalf("redis-server did not answer on %s:\n%s", addr, log)
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("redis-server did not answer on %s:\n%s", addr, log)
 		}
 	}
+}
+
+// Stop stops the server and removes its folder; a nil server is fine.
+func (s *Server) Stop() {
+	if s == nil || s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	_ = os.RemoveAll(s.dir)
+	s.cmd = nil
 }
 
 // Client is a new client of database db, closed when the test ends.
@@ -85,19 +120,17 @@ func freePort() (int, error) {
 func waitPing(addr string, timeout time.Duration) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis at %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var last error
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		last = c.Ping(ctx).Err()
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis at %s: %w", addr, errors.Join(err, last))
 	}
+	return nil
 }
 
 // Dump is the whole keyspace of a database, each value rendered comparably (hashes and
