@@ -5,10 +5,28 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// PostgresFromEnv is the server of Argo's workflow archive as DWP_PG_HOST, DWP_PG_USER
+// and DWP_PG_PASSWORD name it (127.0.0.1, postgres and postgres when unset; port 5432),
+// with database.
+func PostgresFromEnv(database string) Postgres {
+	env := func(key, def string) string {
+		if v := os.Getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	return Postgres{
+		Host: env("DWP_PG_HOST", "127.0.0.1"), Port: 5432,
+		User: env("DWP_PG_USER", "postgres"), Password: env("DWP_PG_PASSWORD", "postgres"),
+		Database: database,
+	}
+}
 
 func (p Postgres) dsn(database string) string {
 	u := url.URL{

@@ -1,15 +1,13 @@
 package supervisor
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -33,7 +31,7 @@ type Config struct {
 	// Root is the repository (deploy/ is read from there); relative paths below are
 	// relative to it.
 	Root string
-	// BinDir holds dwp-cluster, kubectl and the services' binaries.
+	// BinDir holds the plane's components, kubectl and the services' binaries.
 	BinDir string
 	// StateDir holds the plane's state (cluster/), the services' logs (logs/), the run
 	// key and the watcher's token.
@@ -51,10 +49,28 @@ type Config struct {
 	// Addrs are where the services listen and where Redis answers (DefaultAddrs when
 	// zero).
 	Addrs Addrs
-	// ClusterArgs are added to `dwp-cluster up` (e.g. --ports auto, --archive-db).
-	ClusterArgs []string
+	// Plane configures the local control plane, which runs in this process (a launcher
+	// of its own would be one more process whose death took the whole plane down); Run
+	// sets its folders, build, output and logger.
+	Plane controlplane.Config
+	// StartPlane starts the plane: controlplane.Start when nil.
+	StartPlane func(context.Context, controlplane.Config) (Plane, error)
 	// Out is the console.
 	Out io.Writer
+}
+
+// Plane is the running control plane, as Run uses it.
+type Plane interface {
+	Info() controlplane.Info
+	Stop()
+}
+
+func startPlane(ctx context.Context, cfg controlplane.Config) (Plane, error) {
+	cp, err := controlplane.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return cp, nil
 }
 
 // Addrs are the services' host:port addresses.
@@ -77,13 +93,6 @@ const (
 	tokenRenewEvery = time.Hour
 )
 
-// fingerprint is what the services are configured from: when a restarted plane reports
-// another, they are restarted with it.
-func fingerprint(p controlplane.Info) string {
-	return strings.Join([]string{p.Server, p.Kubeconfig, p.CAFile, p.ArchiveDSN, p.ArgoServerURL,
-		p.GitopsRepo, p.ArgoCDNamespace, p.PrometheusURL}, "\n")
-}
-
 type runner struct {
 	cfg        Config
 	sup        *Supervisor
@@ -91,9 +100,6 @@ type runner struct {
 	logDir     string
 	tokenFile  string
 	runKey     string
-	// planeStarts receives the plane's restart count at every restart.
-	planeStarts chan int
-	services    []*Child
 }
 
 // Run starts the control plane and the services, keeps them up, and stops them when ctx
@@ -105,13 +111,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	r := &runner{
-		cfg:         cfg,
-		sup:         New(cfg.Out, cfg.Backoff, cfg.Grace),
-		clusterDir:  filepath.Join(cfg.StateDir, "cluster"),
-		logDir:      filepath.Join(cfg.StateDir, "logs"),
-		tokenFile:   filepath.Join(cfg.StateDir, "watcher.token"),
-		runKey:      filepath.Join(cfg.StateDir, "run.key"),
-		planeStarts: make(chan int, 1),
+		cfg:        cfg,
+		sup:        New(cfg.Out, cfg.Backoff, cfg.Grace),
+		clusterDir: filepath.Join(cfg.StateDir, "cluster"),
+		logDir:     filepath.Join(cfg.StateDir, "logs"),
+		tokenFile:  filepath.Join(cfg.StateDir, "watcher.token"),
+		runKey:     filepath.Join(cfg.StateDir, "run.key"),
 	}
 	if r.cfg.Addrs == (Addrs{}) {
 		r.cfg.Addrs = DefaultAddrs
@@ -119,22 +124,33 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(r.logDir, 0o755); err != nil {
 		return err
 	}
+	planeLog, err := os.OpenFile(r.planeLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer planeLog.Close()
+	var plane Plane
 	defer func() {
 		fmt.Fprintln(cfg.Out, "\nstopping")
-		// The stop must finish even though ctx has ended: a fresh context.
+		// The stop must finish even though ctx has ended: a fresh context. The services
+		// first, then the plane they run on.
 		stopCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := r.sup.Stop(stopCtx); err != nil {
 			fmt.Fprintln(cfg.Out, err)
 		}
+		if plane != nil {
+			plane.Stop()
+		}
 	}()
-	info, err := r.startPlane(ctx)
+	plane, err = r.startPlane(ctx, planeLog)
 	if ctx.Err() != nil {
 		return nil // stopped while starting: not a failure
 	}
 	if err != nil {
 		return err
 	}
+	info := plane.Info()
 	if err := r.setUp(ctx, info); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -170,112 +186,48 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
-	current := fingerprint(info)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.planeStarts:
-			next, err := r.waitPlane(ctx, 5*time.Minute)
-			if err != nil {
-				if ctx.Err() == nil {
-					fmt.Fprintf(cfg.Out, "control plane not ready again: %v (see %s)\n", err, r.planeLog())
-				}
-				continue
-			}
-			fmt.Fprintf(cfg.Out, "control plane ready again (%s)\n", readyLine(r.planeLog()))
-			// The state folder keeps tokens and certificates, and `dwp-cluster up` its
-			// default ports: the services normally carry on. When the plane comes back
-			// different, they start over with it.
-			if f := fingerprint(next); f != current {
-				current = f
-				fmt.Fprintln(cfg.Out, "the control plane's addresses changed; restarting the services")
-				if err := r.setUp(ctx, next); err != nil {
-					fmt.Fprintf(cfg.Out, "set-up after the plane's restart: %v\n", err)
-				}
-				r.restartServices(ctx, next)
-			}
-		}
-	}
+	<-ctx.Done()
+	return nil
 }
 
 func (r *runner) planeLog() string { return filepath.Join(r.logDir, "cluster.log") }
 
-// startPlane starts dwp-cluster and waits until it is ready.
-func (r *runner) startPlane(ctx context.Context) (controlplane.Info, error) {
+// startPlane starts the control plane and returns once it is ready. Its log gets all
+// it says; the console what a person should know, such as a component that exited and
+// was started again.
+func (r *runner) startPlane(ctx context.Context, log io.Writer) (Plane, error) {
 	fmt.Fprintf(r.cfg.Out, "starting the local control plane (state in %s, log %s)\n", r.rel(r.clusterDir), r.rel(r.planeLog()))
-	_, err := r.sup.Start(Spec{
-		Name: "dwp-cluster",
-		Path: filepath.Join(r.cfg.BinDir, "dwp-cluster"),
-		Args: append([]string{"up", "--dir", r.clusterDir, "--bin", r.cfg.BinDir, "--repo", r.cfg.Root}, r.cfg.ClusterArgs...),
-		Log:  r.planeLog(),
-		// A killed plane leaves its info.json behind: gone, it would pass for ready.
-		BeforeStart: func() error {
-			for _, f := range []string{"info.json", "failed"} {
-				if err := os.Remove(filepath.Join(r.clusterDir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
-			}
-			return nil
-		},
-		OnStart: func(restarts int) {
-			if restarts > 0 {
-				select {
-				case r.planeStarts <- restarts:
-				default:
-				}
-			}
-		},
-	})
-	if err != nil {
-		return controlplane.Info{}, err
+	c := r.cfg.Plane
+	c.Dir, c.BinDir, c.Repo, c.Build, c.Out = r.clusterDir, r.cfg.BinDir, r.cfg.Root, true, log
+	c.Logger = slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(log, nil),
+		slog.NewTextHandler(r.cfg.Out, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: withoutTime}),
+	))
+	start := r.cfg.StartPlane
+	if start == nil {
+		start = startPlane
 	}
-	info, err := r.waitPlane(ctx, r.cfg.ReadyTimeout)
-	if err != nil {
-		return info, fmt.Errorf("the control plane failed: %w\n%s", err, tail(r.planeLog(), 30))
+	startCtx := ctx
+	if r.cfg.ReadyTimeout > 0 {
+		var cancel context.CancelFunc
+		startCtx, cancel = context.WithTimeout(ctx, r.cfg.ReadyTimeout)
+		defer cancel()
 	}
-	fmt.Fprintln(r.cfg.Out, readyLine(r.planeLog()))
-	return info, nil
+	begin := time.Now()
+	p, err := start(startCtx, c)
+	if err != nil {
+		return nil, fmt.Errorf("the control plane failed: %w\n%s", err, tail(r.planeLog(), 30))
+	}
+	fmt.Fprintf(r.cfg.Out, "control plane ready in %s\n", time.Since(begin).Round(10*time.Millisecond))
+	return p, nil
 }
 
-// waitPlane waits for info.json, or for the plane's own report of a failed start.
-func (r *runner) waitPlane(ctx context.Context, timeout time.Duration) (controlplane.Info, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		info, err := controlplane.ReadInfo(r.clusterDir)
-		if err == nil {
-			return info, nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return info, err
-		}
-		if b, ferr := os.ReadFile(filepath.Join(r.clusterDir, "failed")); ferr == nil {
-			return info, errors.New(strings.TrimSpace(string(b)))
-		}
-		select {
-		case <-ctx.Done():
-			return info, fmt.Errorf("not ready: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
+// withoutTime leaves the time out of console lines (the log keeps it).
+func withoutTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
 	}
-}
-
-// readyLine is the plane's "control plane ready in …" line from its log.
-func readyLine(log string) string {
-	f, err := os.Open(log)
-	if err != nil {
-		return "control plane ready"
-	}
-	defer f.Close()
-	line := "control plane ready"
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), "ready in") {
-			line = sc.Text()
-		}
-	}
-	return line
+	return a
 }
 
 func tail(path string, n int) string {
@@ -406,10 +358,6 @@ func (r *runner) renewToken(ctx context.Context, info controlplane.Info) {
 			return
 		case <-t.C:
 		}
-		// Re-read: a restarted plane may have moved.
-		if next, err := controlplane.ReadInfo(r.clusterDir); err == nil {
-			info = next
-		}
 		cs, err := adminClient(info)
 		if err == nil {
 			err = writeToken(ctx, cs, r.tokenFile)
@@ -461,24 +409,11 @@ func (r *runner) serviceSpecs(info controlplane.Info) []Spec {
 
 func (r *runner) startServices(info controlplane.Info) error {
 	for _, spec := range r.serviceSpecs(info) {
-		c, err := r.sup.Start(spec)
-		if err != nil {
+		if _, err := r.sup.Start(spec); err != nil {
 			return err
 		}
-		r.services = append(r.services, c)
 	}
 	return nil
-}
-
-// restartServices restarts each service with the plane's new settings.
-func (r *runner) restartServices(ctx context.Context, info controlplane.Info) {
-	for i, spec := range r.serviceSpecs(info) {
-		c := r.services[i]
-		c.SetEnv(spec.Env)
-		if err := c.Restart(ctx); err != nil {
-			fmt.Fprintf(r.cfg.Out, "restart %s: %v\n", c.Name(), err)
-		}
-	}
 }
 
 func (r *runner) waitFunctionReady(ctx context.Context, timeout time.Duration) {

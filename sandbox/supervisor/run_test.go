@@ -2,7 +2,7 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,7 +25,7 @@ import (
 )
 
 // fakeEnv, when set, makes the test binary play the program it is named after (a link in
-// the fake bin folder): dwp-cluster, kubectl or one of the services.
+// the fake bin folder): kubectl or one of the services.
 const fakeEnv = "SUPERVISOR_TEST_FAKES"
 
 func init() {
@@ -33,8 +33,6 @@ func init() {
 		return
 	}
 	switch filepath.Base(os.Args[0]) {
-	case "dwp-cluster":
-		os.Exit(fakePlane(os.Args[1:]))
 	case "kubectl":
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		os.Exit(0)
@@ -43,54 +41,54 @@ func init() {
 	}
 }
 
-// fakePlane plays `dwp-cluster up --dir D`: it writes D/info.json naming the fake API
-// server (FAKE_API), with a kubeconfig of its own per start when D/move exists (a plane
-// that comes back elsewhere), and removes it on SIGINT.
-func fakePlane(args []string) int {
-	dir := ""
-	for i, a := range args {
-		if a == "--dir" && i+1 < len(args) {
-			dir = args[i+1]
+// fakePlane plays the control plane: its info names the fake API server, with a
+// kubeconfig written into the plane's folder.
+type fakePlane struct {
+	info controlplane.Info
+	// stopped receives, when the plane is stopped, the services' pids still alive then.
+	stopped  chan []int
+	services func() []int
+}
+
+func (p *fakePlane) Info() controlplane.Info { return p.info }
+
+func (p *fakePlane) Stop() {
+	var alive []int
+	for _, pid := range p.services() {
+		if syscall.Kill(pid, 0) == nil {
+			alive = append(alive, pid)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 1
+	p.stopped <- alive
+}
+
+func startFakePlane(api string, plane *fakePlane) func(context.Context, controlplane.Config) (Plane, error) {
+	return func(_ context.Context, c controlplane.Config) (Plane, error) {
+		if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		kc := filepath.Join(c.Dir, "admin.kubeconfig")
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["dwp-local"] = &clientcmdapi.Cluster{Server: api, InsecureSkipTLSVerify: true}
+		cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: "admin-token"}
+		cfg.Contexts["dwp-local"] = &clientcmdapi.Context{Cluster: "dwp-local", AuthInfo: "admin"}
+		cfg.CurrentContext = "dwp-local"
+		if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(c.Out, "fake plane: building nothing")
+		// What the plane says when one of its components exits by itself.
+		c.Logger.Warn("component exited; restarting", "component", "etcd", "after", "50ms")
+		c.Logger.Info("only for the log")
+		plane.info = controlplane.Info{
+			Dir: c.Dir, Server: api, Kubeconfig: kc,
+			Tokens:          map[string]string{"admin": "admin-token", "alice": "alice-token"},
+			ArgoCDNamespace: "argocd", GitopsRepo: "http://127.0.0.1:1/gitops.git",
+			ArgoServerURL: "http://127.0.0.1:2", ClusterName: "local",
+			PrometheusURL: "http://127.0.0.1:3",
+		}
+		return plane, nil
 	}
-	starts := 1
-	if b, err := os.ReadFile(filepath.Join(dir, "starts")); err == nil {
-		starts, _ = strconv.Atoi(string(b))
-		starts++
-	}
-	_ = os.WriteFile(filepath.Join(dir, "starts"), []byte(strconv.Itoa(starts)), 0o644)
-	_ = os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
-	kc := filepath.Join(dir, "admin.kubeconfig")
-	if _, err := os.Stat(filepath.Join(dir, "move")); err == nil {
-		kc = filepath.Join(dir, fmt.Sprintf("admin-%d.kubeconfig", starts))
-	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["dwp-local"] = &clientcmdapi.Cluster{Server: os.Getenv("FAKE_API"), InsecureSkipTLSVerify: true}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: "admin-token"}
-	cfg.Contexts["dwp-local"] = &clientcmdapi.Context{Cluster: "dwp-local", AuthInfo: "admin"}
-	cfg.CurrentContext = "dwp-local"
-	if err := clientcmd.WriteToFile(*cfg, kc); err != nil {
-		return 1
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT)
-	b, _ := json.Marshal(controlplane.Info{
-		Dir: dir, Server: os.Getenv("FAKE_API"), Kubeconfig: kc,
-		Tokens:          map[string]string{"admin": "admin-token", "alice": "alice-token"},
-		ArgoCDNamespace: "argocd", GitopsRepo: "http://127.0.0.1:1/gitops.git",
-		ArgoServerURL: "http://127.0.0.1:2", ClusterName: "local",
-		PrometheusURL: "http://127.0.0.1:3",
-	})
-	if err := os.WriteFile(filepath.Join(dir, "info.json"), b, 0o600); err != nil {
-		return 1
-	}
-	fmt.Printf("control plane ready in %d.00s\n", starts)
-	<-sig
-	_ = os.Remove(filepath.Join(dir, "info.json"))
-	return 0
 }
 
 // fakeService prints its pid and the settings it was given, and runs until SIGINT.
@@ -146,7 +144,7 @@ func fakeBin(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := t.TempDir()
-	for _, name := range []string{"dwp-cluster", "kubectl", "dwp-function", "watcher", "sse-router"} {
+	for _, name := range []string{"kubectl", "dwp-function", "watcher", "sse-router"} {
 		if err := os.Symlink(exe, filepath.Join(bin, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -167,20 +165,32 @@ func serviceStarts(t *testing.T, state, name string) []string {
 }
 
 func TestRunKeepsPlaneAndServicesUp(t *testing.T) {
-	api, tokens := fakeAPIServer(t)
+	api, _ := fakeAPIServer(t)
 	t.Setenv(fakeEnv, "1")
-	t.Setenv("FAKE_API", api.URL)
 	state := t.TempDir()
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	services := []string{"function", "watcher", "sse-router"}
+	servicePids := func() []int {
+		var pids []int
+		for _, s := range services {
+			for _, p := range serviceStarts(t, state, s) {
+				pid, _ := strconv.Atoi(p)
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	plane := &fakePlane{stopped: make(chan []int, 1), services: servicePids}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{
 			Root: t.TempDir(), BinDir: fakeBin(t), StateDir: state,
 			Backoff: Backoff{Initial: 100 * time.Millisecond, Max: time.Second, ResetAfter: time.Minute},
 			Grace:   5 * time.Second, ReadyTimeout: 30 * time.Second, ServicesReadyTimeout: time.Millisecond,
-			Out: out,
+			StartPlane: startFakePlane(api.URL, plane),
+			Out:        out,
 		})
 	}()
 	console := "Console: http://127.0.0.1:8090/console/ — sign in with alice's token: alice-token"
@@ -197,10 +207,19 @@ func TestRunKeepsPlaneAndServicesUp(t *testing.T) {
 		}
 		return strings.Contains(out.String(), console)
 	})
-	for _, want := range []string{"control plane ready in 1.00s", "Authorization: Bearer alice-token"} {
+	for _, want := range []string{"control plane ready in ", "Authorization: Bearer alice-token",
+		`level=WARN msg="component exited; restarting" component=etcd after=50ms`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("console lacks %q:\n%s", want, out)
 		}
+	}
+	for _, quiet := range []string{"only for the log", "building nothing"} {
+		if strings.Contains(out.String(), quiet) {
+			t.Errorf("the console shows %q, meant for the plane's log:\n%s", quiet, out)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(state, "logs", "cluster.log")); !strings.Contains(string(b), "only for the log") || !strings.Contains(string(b), "building nothing") {
+		t.Errorf("the plane's log lacks what it said:\n%s", b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(state, "watcher.token")); string(b) != "watcher-token-1" {
 		t.Errorf("watcher token %q", b)
@@ -222,72 +241,10 @@ func TestRunKeepsPlaneAndServicesUp(t *testing.T) {
 			return strings.Contains(string(b), tc.env+"\n")
 		})
 	}
-	services := []string{"function", "watcher", "sse-router"}
-	before := map[string][]string{}
-	for _, s := range services {
-		before[s] = serviceStarts(t, state, s)
-	}
 
-	killPlane := func() {
-		t.Helper()
-		b, err := os.ReadFile(filepath.Join(clusterDir, "pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, _ := strconv.Atoi(string(b))
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Run("plane back in place: services carry on", func(t *testing.T) {
-		killPlane()
-		took := waitFor(t, 5*time.Second, "plane ready again", func() bool {
-			return strings.Contains(out.String(), "control plane ready again (control plane ready in 2.00s)")
-		})
-		t.Logf("plane ready again %s after SIGKILL", took.Round(time.Millisecond))
-		if !strings.Contains(out.String(), "dwp-cluster exited (signal: killed); restarting in 100ms") {
-			t.Errorf("restart not said:\n%s", out)
-		}
-		time.Sleep(300 * time.Millisecond)
-		for _, s := range services {
-			if got := serviceStarts(t, state, s); len(got) != len(before[s]) {
-				t.Errorf("%s restarted: %v → %v", s, before[s], got)
-			}
-		}
-	})
-	t.Run("plane back elsewhere: services restarted with it", func(t *testing.T) {
-		if err := os.WriteFile(filepath.Join(clusterDir, "move"), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		killPlane()
-		waitFor(t, 10*time.Second, "services restarted", func() bool {
-			for _, s := range services {
-				if len(serviceStarts(t, state, s)) != len(before[s])+1 {
-					return false
-				}
-			}
-			return true
-		})
-		moved := "DWP_KUBECONFIG=" + filepath.Join(clusterDir, "admin-3.kubeconfig")
-		for _, s := range services {
-			b, _ := os.ReadFile(filepath.Join(state, "logs", s+".log"))
-			if !strings.Contains(string(b), moved+"\n") {
-				t.Errorf("%s not given %s", s, moved)
-			}
-		}
-		if strings.Contains(out.String(), "function exited") {
-			t.Errorf("a deliberate restart was reported as a crash:\n%s", out)
-		}
-		if tokens.Load() < 2 {
-			t.Error("no new watcher token from the moved plane")
-		}
-	})
-
-	var pids []int
-	for _, s := range services {
-		starts := serviceStarts(t, state, s)
-		pid, _ := strconv.Atoi(starts[len(starts)-1])
-		pids = append(pids, pid)
+	pids := servicePids()
+	if len(pids) != len(services) {
+		t.Fatalf("service starts %v, want one each", pids)
 	}
 	cancel()
 	select {
@@ -298,12 +255,32 @@ func TestRunKeepsPlaneAndServicesUp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
+	select {
+	case alive := <-plane.stopped:
+		if len(alive) > 0 {
+			t.Errorf("the plane was stopped while services %v still ran on it", alive)
+		}
+	default:
+		t.Error("the plane was not stopped")
+	}
 	for _, pid := range pids {
 		if alive(pid) {
 			t.Errorf("pid %d still runs after Run returned", pid)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(clusterDir, "info.json")); !os.IsNotExist(err) {
-		t.Errorf("the plane did not stop cleanly (info.json: %v)", err)
+}
+
+// A plane that cannot start ends Run with its reason and the end of its log.
+func TestRunReportsAPlaneThatFailsToStart(t *testing.T) {
+	err := Run(context.Background(), Config{
+		Root: t.TempDir(), BinDir: t.TempDir(), StateDir: t.TempDir(), Grace: time.Second,
+		StartPlane: func(_ context.Context, c controlplane.Config) (Plane, error) {
+			fmt.Fprintln(c.Out, "kube-apiserver: port 6443 in use")
+			return nil, errors.New("kube-apiserver not ready")
+		},
+		Out: io.Discard,
+	})
+	if err == nil || !strings.Contains(err.Error(), "kube-apiserver not ready") || !strings.Contains(err.Error(), "port 6443 in use") {
+		t.Fatalf("Run: %v, want the plane's error and its log", err)
 	}
 }

@@ -47,12 +47,6 @@ type Spec struct {
 	Env []string
 	// Log receives the child's stdout and stderr (appended; created when missing).
 	Log string
-	// BeforeStart, when set, runs before every start (e.g. to remove a stale readiness
-	// file); an error counts as a failed start.
-	BeforeStart func() error
-	// OnStart, when set, is called after every successful start, with the number of
-	// starts before this one (0 for the first).
-	OnStart func(restarts int)
 }
 
 // Supervisor owns a set of children.
@@ -78,15 +72,11 @@ type Child struct {
 	spec Spec
 	s    *Supervisor
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when cmd has been waited for
-	restarts int
-	// deliberate is set while Restart or Stop ends the process, so that its exit is not
-	// reported or backed off.
-	deliberate bool
-	stopped    bool
-	wake       chan struct{} // cuts a backoff wait short (Restart, Stop)
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	stopped bool
+	wake    chan struct{} // cuts a backoff wait short (Stop)
 }
 
 // Start starts a child and keeps it running until Stop. The first start's error is
@@ -111,13 +101,8 @@ func (s *Supervisor) Start(spec Spec) (*Child, error) {
 	return c, nil
 }
 
-// start runs BeforeStart and starts the process; the caller must not hold c.mu.
+// start starts the process; the caller must not hold c.mu.
 func (c *Child) start() error {
-	if c.spec.BeforeStart != nil {
-		if err := c.spec.BeforeStart(); err != nil {
-			return fmt.Errorf("prepare %s: %w", c.spec.Name, err)
-		}
-	}
 	var out io.Writer = io.Discard
 	var logFile *os.File
 	if c.spec.Log != "" {
@@ -127,11 +112,8 @@ func (c *Child) start() error {
 		}
 		out, logFile = f, f
 	}
-	c.mu.Lock()
-	env := c.spec.Env
-	c.mu.Unlock()
 	cmd := exec.Command(c.spec.Path, c.spec.Args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), c.spec.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group: a Ctrl-C at the terminal reaches the supervisor alone, which
 	// then stops the children in order. Pdeathsig: no child outlives a killed supervisor.
@@ -150,21 +132,16 @@ func (c *Child) start() error {
 		return fmt.Errorf("start %s: %w", c.spec.Name, err)
 	}
 	exited := make(chan struct{})
-	c.cmd, c.exited, c.deliberate = cmd, exited, false
-	restarts := c.restarts
-	c.restarts++
+	c.cmd, c.exited = cmd, exited
 	c.mu.Unlock()
 	go func() {
-		// Waiting here, not in keep, so that Restart and Stop can wait for the exit too.
+		// Waiting here, not in keep, so that Stop can wait for the exit too.
 		_ = cmd.Wait()
 		if logFile != nil {
 			logFile.Close()
 		}
 		close(exited)
 	}()
-	if c.spec.OnStart != nil {
-		c.spec.OnStart(restarts)
-	}
 	return nil
 }
 
@@ -178,17 +155,15 @@ func (c *Child) keep() {
 		began := time.Now()
 		<-exited
 		c.mu.Lock()
-		stopped, deliberate := c.stopped, c.deliberate
+		stopped := c.stopped
 		c.mu.Unlock()
 		if stopped {
 			return
 		}
-		if !deliberate {
-			delay = c.s.backoff.next(delay, time.Since(began))
-			fmt.Fprintf(c.s.out, "%s exited (%s); restarting in %s\n", c.spec.Name, exitReason(cmd), delay)
-			if !c.sleep(delay) {
-				return
-			}
+		delay = c.s.backoff.next(delay, time.Since(began))
+		fmt.Fprintf(c.s.out, "%s exited (%s); restarting in %s\n", c.spec.Name, exitReason(cmd), delay)
+		if !c.sleep(delay) {
+			return
 		}
 		for {
 			err := c.start()
@@ -243,31 +218,6 @@ func (c *Child) Pid() int {
 	default:
 		return c.cmd.Process.Pid
 	}
-}
-
-// SetEnv replaces the environment added for the child's next start.
-func (c *Child) SetEnv(env []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.spec.Env = env
-}
-
-// Restart ends the running process (SIGINT, then SIGKILL after the grace) and starts it
-// again at once, without a backoff and without reporting it as a crash.
-func (c *Child) Restart(ctx context.Context) error {
-	c.mu.Lock()
-	if c.stopped {
-		c.mu.Unlock()
-		return errors.New(c.spec.Name + " is stopped")
-	}
-	c.deliberate = true
-	cmd, exited := c.cmd, c.exited
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-	return terminate(ctx, cmd, exited, c.s.grace)
 }
 
 // stop ends the process for good.

@@ -277,38 +277,3 @@ func TestStopKillsChildThatIgnoresSIGINT(t *testing.T) {
 		})
 	}
 }
-
-// Restart is deliberate: the child comes back at once and no crash is reported.
-func TestRestartIsQuietAndImmediate(t *testing.T) {
-	out := &syncBuffer{}
-	starts := make(chan int, 4)
-	s := New(out, Backoff{Initial: 5 * time.Second, Max: 5 * time.Second, ResetAfter: time.Minute}, 2*time.Second)
-	spec := helperSpec(t, "svc", "serve", filepath.Join(t.TempDir(), "stopped"))
-	spec.OnStart = func(n int) { starts <- n }
-	c, err := s.Start(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop(context.Background())
-	<-starts
-	old := waitReady(t, c)
-	begin := time.Now()
-	if err := c.Restart(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case n := <-starts:
-		if n != 1 {
-			t.Errorf("OnStart(%d), want 1", n)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("not restarted within 2s (the 5s backoff was applied?)")
-	}
-	t.Logf("restarted in %s", time.Since(begin).Round(time.Millisecond))
-	if c.Pid() == old {
-		t.Error("same process")
-	}
-	if strings.Contains(out.String(), "exited") {
-		t.Errorf("a deliberate restart was reported: %q", out.String())
-	}
-}

@@ -33,11 +33,13 @@ func main() {
 	ports := fs.String("ports", "default", `"default" (API server on 6443) or "auto" (free ports)`)
 	archiveDB := fs.String("archive-db", "dwp_argo", "Postgres database of Argo's workflow archive")
 	dropDB := fs.Bool("drop-archive-db", false, "drop the archive database on stop")
-	pgHost := fs.String("pg-host", envOr("DWP_PG_HOST", "127.0.0.1"), "Postgres host")
-	pgPort := fs.Int("pg-port", 5432, "Postgres port")
-	pgUser := fs.String("pg-user", envOr("DWP_PG_USER", "postgres"), "Postgres user")
-	pgPassword := fs.String("pg-password", envOr("DWP_PG_PASSWORD", "postgres"), "Postgres password")
+	pg := controlplane.PostgresFromEnv("")
+	fs.StringVar(&pg.Host, "pg-host", pg.Host, "Postgres host")
+	fs.IntVar(&pg.Port, "pg-port", pg.Port, "Postgres port")
+	fs.StringVar(&pg.User, "pg-user", pg.User, "Postgres user")
+	fs.StringVar(&pg.Password, "pg-password", pg.Password, "Postgres password")
 	_ = fs.Parse(args)
+	pg.Database, pg.DropOnStop = *archiveDB, *dropDB
 
 	level := slog.LevelInfo
 	if os.Getenv("DWP_CLUSTER_DEBUG") != "" {
@@ -51,11 +53,8 @@ func main() {
 	cfg := controlplane.Config{
 		Dir: *dir, BinDir: binDir, Repo: repoDir, Build: true,
 		Ports: controlplane.DefaultPorts(), AutoPorts: *ports == "auto",
-		Postgres: controlplane.Postgres{
-			Host: *pgHost, Port: *pgPort, User: *pgUser, Password: *pgPassword,
-			Database: *archiveDB, DropOnStop: *dropDB,
-		},
-		Out: os.Stdout, Logger: logger,
+		Postgres: pg,
+		Out:      os.Stdout, Logger: logger,
 	}
 	var err error
 	switch cmd {

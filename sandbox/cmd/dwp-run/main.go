@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dwp-sre/dwp-sre/sandbox/controlplane"
 	"github.com/dwp-sre/dwp-sre/sandbox/supervisor"
 )
 
@@ -23,7 +24,7 @@ func main() {
 	seed := flag.Bool("seed", true, "submit the demo's past CI and CD runs on the cluster's first start")
 	ports := flag.String("ports", "default", `"default" (the addresses the README shows) or "auto" (free ports for the plane and the services, to run beside another)`)
 	redis := flag.String("redis", supervisor.DefaultAddrs.Redis, "Redis address of the services")
-	archiveDB := flag.String("archive-db", "", "Postgres database of the plane's workflow archive (dwp-cluster's default when empty)")
+	archiveDB := flag.String("archive-db", "dwp_argo", "Postgres database of the plane's workflow archive")
 	dropDB := flag.Bool("drop-archive-db", false, "drop the archive database when the plane stops")
 	flag.Parse()
 
@@ -38,7 +39,9 @@ func main() {
 		Root: abs, BinDir: *bin, StateDir: *state,
 		Backoff: supervisor.DefaultBackoff, Grace: *grace, ReadyTimeout: 40 * time.Minute,
 		Seed: *seed, Out: os.Stdout, Addrs: supervisor.DefaultAddrs,
+		Plane: controlplane.Config{Ports: controlplane.DefaultPorts(), Postgres: controlplane.PostgresFromEnv(*archiveDB)},
 	}
+	cfg.Plane.Postgres.DropOnStop = *dropDB
 	switch *ports {
 	case "default":
 	case "auto":
@@ -46,18 +49,12 @@ func main() {
 			fmt.Fprintln(os.Stderr, "dwp-run:", err)
 			os.Exit(1)
 		}
-		cfg.ClusterArgs = append(cfg.ClusterArgs, "--ports", "auto")
+		cfg.Plane.AutoPorts = true
 	default:
 		fmt.Fprintf(os.Stderr, "dwp-run: -ports is %q, not default or auto\n", *ports)
 		os.Exit(2)
 	}
 	cfg.Addrs.Redis = *redis
-	if *archiveDB != "" {
-		cfg.ClusterArgs = append(cfg.ClusterArgs, "--archive-db", *archiveDB)
-	}
-	if *dropDB {
-		cfg.ClusterArgs = append(cfg.ClusterArgs, "--drop-archive-db")
-	}
 	if err := supervisor.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "dwp-run:", err)
 		os.Exit(1)
