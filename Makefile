@@ -26,9 +26,12 @@ build: apidocs console
 
 ## images: OCI images of the function, the watcher and the router, built without a container engine, into .state/images/<name>.tar; deploy/overlays/production/images names them by digest
 IMAGES_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+# The version is `git describe --always`, with -dirty when tracked files differ from HEAD; the
+# component this target writes does not count, or a second run would name other images.
+IMAGES_COMPONENT := deploy/overlays/production/images
 images: apidocs console
 	$(GO) run ./sandbox/cmd/dwp-images -out .state/images \
-		-version "$$(git describe --always --dirty 2>/dev/null || echo dev)" \
+		-version "$$(v=$$(git describe --always 2>/dev/null) || v=dev; git diff --quiet HEAD -- . ':(exclude)$(IMAGES_COMPONENT)' 2>/dev/null || v=$$v-dirty; echo $$v)" \
 		-revision "$$(git rev-parse --verify -q HEAD 2>/dev/null)" \
 		-ca-certs "$(IMAGES_CA_CERTS)"
 
