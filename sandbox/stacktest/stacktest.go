@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -86,24 +87,99 @@ func Start(t testing.TB, env *clustertest.Env, opts Options) *Stack {
 	}, redis...), opts.Function...))
 	waitHTTP(t, st.FunctionURL+"/health/readiness", 30*time.Second)
 
-	st.start(t, "watcher", bins["watcher"], dir, append(append([]string{
-		"K_SINK=" + st.FunctionURL + "/events", "DWP_SINK_TOKEN_FILE=" + tokenFile, "DWP_LISTEN_ADDRESS=127.0.0.1:0",
-		"DWP_KUBECONFIG=" + env.Kubeconfig, "DWP_NAMESPACES=" + strings.Join(opts.Namespaces, ","), "DWP_LEADER_ELECT=false",
-		"DWP_ARGOCD_NAMESPACE=" + env.ArgoCDNamespace, "DWP_CLUSTER_NAME=" + st.Cluster,
-		"DWP_STEP_RECHECK_INTERVAL=2s", "DWP_RESYNC_INTERVAL=1m",
+	w := startService(t, "watcher", bins["watcher"], dir, freeAddr(t), watcherDefaults(env), append(append([]string{
+		"K_SINK=" + st.FunctionURL + "/events", "DWP_SINK_TOKEN_FILE=" + tokenFile,
+		"DWP_NAMESPACES=" + strings.Join(opts.Namespaces, ","), "DWP_CLUSTER_NAME=" + st.Cluster,
 	}, redis...), opts.Watcher...))
+	st.procs = append(st.procs, w.proc)
 
-	router := []string{
-		"DWP_LISTEN_ADDRESS=" + routerAddr, "DWP_KUBECONFIG=" + env.Kubeconfig,
-		"DWP_ARGO_SERVER_URL=" + env.ArgoServerURL, "DWP_ARGOCD_NAMESPACE=" + env.ArgoCDNamespace,
-		"DWP_SUMMARY_CLUSTER_NAMES=dwp-local=" + st.Cluster, "DWP_CONSOLE_API_URL=" + st.FunctionURL,
-	}
+	router := []string{"DWP_SUMMARY_CLUSTER_NAMES=dwp-local=" + st.Cluster, "DWP_CONSOLE_API_URL=" + st.FunctionURL}
 	if env.PrometheusURL != "" {
 		router = append(router, "DWP_PROMETHEUS_URL="+env.PrometheusURL)
 	}
-	st.start(t, "sse-router", bins["sse-router"], dir, append(append(router, redis...), opts.Router...))
-	waitHTTP(t, st.RouterURL+"/readyz", 30*time.Second)
+	r := startService(t, "sse-router", bins["sse-router"], dir, routerAddr, routerDefaults(env), append(append(router, redis...), opts.Router...))
+	st.procs = append(st.procs, r.proc)
 	return st
+}
+
+// Service is one service's binary running alone (StartWatcher, StartRouter) or as part
+// of a Stack.
+type Service struct {
+	// Addr is where it listens (host:port): the router its API, the watcher /readyz and
+	// /metrics.
+	Addr string
+	proc *proc
+}
+
+// StartWatcher runs the watcher binary alone for t (for tests that serve the function
+// their own way) and returns once it is ready. settings are NAME=value, K_SINK at least;
+// they override watcherDefaults.
+func StartWatcher(t testing.TB, env *clustertest.Env, settings ...string) *Service {
+	t.Helper()
+	return startService(t, "watcher", build(t, env)["watcher"], t.TempDir(), freeAddr(t), watcherDefaults(env), settings)
+}
+
+// StartRouter runs the router binary alone for t and returns once it is ready; settings
+// override routerDefaults.
+func StartRouter(t testing.TB, env *clustertest.Env, settings ...string) *Service {
+	t.Helper()
+	return startService(t, "sse-router", build(t, env)["sse-router"], t.TempDir(), freeAddr(t), routerDefaults(env), settings)
+}
+
+// watcherDefaults: the plane's kubeconfig, Argo CD namespace and cluster name, all
+// namespaces, no leader election, a step recheck every 2 s and a resync every minute.
+func watcherDefaults(env *clustertest.Env) []string {
+	return []string{"DWP_KUBECONFIG=" + env.Kubeconfig, "DWP_LEADER_ELECT=false",
+		"DWP_ARGOCD_NAMESPACE=" + env.ArgoCDNamespace, "DWP_CLUSTER_NAME=" + env.ClusterName,
+		"DWP_STEP_RECHECK_INTERVAL=2s", "DWP_RESYNC_INTERVAL=1m"}
+}
+
+// routerDefaults: the plane's kubeconfig, argo-server and Argo CD namespace.
+func routerDefaults(env *clustertest.Env) []string {
+	return []string{"DWP_KUBECONFIG=" + env.Kubeconfig, "DWP_ARGO_SERVER_URL=" + env.ArgoServerURL,
+		"DWP_ARGOCD_NAMESPACE=" + env.ArgoCDNamespace}
+}
+
+// startService runs a watcher or router binary listening on addr, with the defaults and
+// then settings (exec keeps the last of a repeated name: settings win), and waits for its
+// /readyz.
+func startService(t testing.TB, name, bin, dir, addr string, defaults, settings []string) *Service {
+	t.Helper()
+	sv := &Service{Addr: addr}
+	env := append(append([]string{"DWP_LISTEN_ADDRESS=" + addr}, defaults...), settings...)
+	sv.proc = &proc{name: name, bin: bin, log: filepath.Join(dir, name+".log"), env: env}
+	run(t, sv.proc)
+	waitHTTP(t, "http://"+addr+"/readyz", 30*time.Second)
+	return sv
+}
+
+// URL is the service's base URL.
+func (sv *Service) URL() string { return "http://" + sv.Addr }
+
+// Metric reads one sample of the service's /metrics, e.g.
+// `dwp_watcher_changes_total{change="changed",kind="applications"}` (0 when absent).
+func (sv *Service) Metric(t testing.TB, sample string) float64 {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(sv.URL() + "/metrics")
+	if err != nil {
+		t.Fatalf("watcher /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("watcher /metrics: %d %v %s", resp.StatusCode, err, body)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // proc is one service's process.
@@ -118,7 +194,7 @@ type proc struct {
 func (st *Stack) start(t testing.TB, name, bin, dir string, env []string) {
 	t.Helper()
 	p := &proc{name: name, bin: bin, env: env, log: filepath.Join(dir, name+".log")}
-	st.run(t, p)
+	run(t, p)
 	st.procs = append(st.procs, p)
 }
 
@@ -132,7 +208,7 @@ func (st *Stack) Restart(t testing.TB, name string) {
 		}
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		st.run(t, p)
+		run(t, p)
 		switch name {
 		case "function":
 			waitHTTP(t, st.FunctionURL+"/health/readiness", 30*time.Second)
@@ -145,7 +221,7 @@ func (st *Stack) Restart(t testing.TB, name string) {
 }
 
 // run starts p's process, appending to its log, stopped when t ends.
-func (st *Stack) run(t testing.TB, p *proc) {
+func run(t testing.TB, p *proc) {
 	t.Helper()
 	p.done = make(chan struct{})
 	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/dwp-sre/dwp-sre/functions/gitops"
+	"github.com/dwp-sre/dwp-sre/sandbox/stacktest"
 )
 
 const runTimeout = 3 * time.Minute
@@ -470,7 +471,7 @@ spec:
 func TestRunStreams(t *testing.T) {
 	t.Parallel()
 	fx := setup(t)
-	router := startRouter(t, fx.env)
+	router := stacktest.StartRouter(t, fx.env).URL()
 	app := fx.stream(t, router+"/api/v1/stream/namespaces/"+fx.ns+"/apps/feed/application", "alice")
 	await(t, app, 30*time.Second, `"application":null`)
 	name := fx.mustSubmit(t, "dwp-cd-app-service", "feed", "image=registry.example/feed:1")

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,8 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,37 +56,6 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }
 
-// shared is what every test of the binary uses: the watcher and router binaries (the CD
-// templates and the AppProject on the plane come from stacktest.Install).
-var shared struct {
-	once    sync.Once
-	err     error
-	watcher string
-	router  string
-}
-
-func setupShared(t testing.TB, env *clustertest.Env) {
-	t.Helper()
-	stacktest.Install(t, env)
-	shared.once.Do(func() {
-		dir, err := os.MkdirTemp("", "cd-watcher")
-		if err != nil {
-			shared.err = err
-			return
-		}
-		shared.watcher, shared.router = filepath.Join(dir, "watcher"), filepath.Join(dir, "sse-router")
-		for bin, pkg := range map[string]string{shared.watcher: "watcher", shared.router: "sse-router"} {
-			if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(repoRoot(), pkg)).CombinedOutput(); err != nil {
-				shared.err = fmt.Errorf("build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-}
-
 // fixture is one test's namespace, with the function and a watcher of that namespace.
 type fixture struct {
 	env   *clustertest.Env
@@ -109,7 +75,7 @@ func setupWith(t testing.TB, watcherEnv ...string) *fixture {
 	t.Helper()
 	env := clustertest.Get(t)
 	env.WaitArgoCD(t)
-	setupShared(t, env)
+	stacktest.Install(t, env)
 	ns := env.Namespace(t)
 	env.Grant(t, ns, "alice", "edit")
 	argo, err := wfclient.NewForConfig(env.Admin)
@@ -136,7 +102,7 @@ func setupWith(t testing.TB, watcherEnv ...string) *fixture {
 	}
 	srv := httptest.NewServer(http.HandlerFunc(f.Handle))
 	t.Cleanup(func() { srv.Close(); _ = f.Stop(context.Background()) })
-	startWatcher(t, env, ns, srv.URL+"/events", watcherEnv...)
+	stacktest.StartWatcher(t, env, append([]string{"K_SINK=" + srv.URL + "/events", "DWP_NAMESPACES=" + ns}, watcherEnv...)...)
 	// Applications outlive namespaces: delete this test's (their finalizer deletes what
 	// they made) before the namespace goes, or Argo CD keeps syncing into a dead one.
 	dynAdmin := env.AdminDynamic(t)
@@ -150,42 +116,6 @@ func setupWith(t testing.TB, watcherEnv ...string) *fixture {
 		repo: &gitrepo.Repo{URL: env.GitopsRepo, Branch: "main"},
 	}
 	return fx
-}
-
-func startWatcher(t testing.TB, env *clustertest.Env, ns, sink string, extraEnv ...string) {
-	t.Helper()
-	cmd := exec.Command(shared.watcher)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Env = append(os.Environ(),
-		"K_SINK="+sink,
-		"DWP_KUBECONFIG="+env.Kubeconfig,
-		"DWP_NAMESPACES="+ns,
-		"DWP_LEADER_ELECT=false",
-		"DWP_LISTEN_ADDRESS=127.0.0.1:0",
-		"DWP_STEP_RECHECK_INTERVAL=2s",
-		"DWP_ARGOCD_NAMESPACE="+env.ArgoCDNamespace,
-		"DWP_CLUSTER_NAME="+env.ClusterName,
-	)
-	cmd.Env = append(cmd.Env, extraEnv...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("watcher log:\n%s", tail(logs.String(), 40))
-		}
-	})
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 type answer struct {
@@ -506,44 +436,6 @@ data:
 		t.Fatalf("helm repo index: %v\n%s", err, out)
 	}
 	return srv.URL
-}
-
-// startRouter runs the SSE router binary on a free loopback port and returns its URL.
-func startRouter(t testing.TB, env *clustertest.Env) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(shared.router)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	cmd.Env = append(os.Environ(), "DWP_KUBECONFIG="+env.Kubeconfig, "DWP_LISTEN_ADDRESS="+addr, "DWP_ARGOCD_NAMESPACE="+env.ArgoCDNamespace)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("router log:\n%s", tail(logs.String(), 40))
-		}
-	})
-	url := "http://" + addr
-	eventually(t, 30*time.Second, "the router answers", func() error {
-		resp, err := http.Get(url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
-	return url
 }
 
 // stream opens an SSE stream as user and sends each message's data on the channel until

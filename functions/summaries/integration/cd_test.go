@@ -10,14 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +31,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/summarystore"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/stacktest"
 	"github.com/dwp-sre/dwp-sre/sse-router/api"
 	"github.com/dwp-sre/dwp-sre/sse-router/server"
 	"github.com/dwp-sre/dwp-sre/sse-router/sse"
@@ -85,12 +81,8 @@ func TestCDStatusFollowsArgoCD(t *testing.T) {
 	<-subscribed
 	onStream := followStream(t, ctx, router+"/api/v1/stream/namespaces/"+ns+"/apps", env.Tokens["admin"], "web")
 
-	w := startWatcher(t, []string{
-		"K_SINK=" + sink + "/events", "DWP_KUBECONFIG=" + env.Kubeconfig, "DWP_CLUSTER_NAME=" + cluster,
-		"DWP_NAMESPACES=" + ns, "DWP_ARGOCD_NAMESPACE=" + cdNS, "DWP_RESYNC_INTERVAL=3s",
-		"DWP_LEADER_ELECT=false", "DWP_LOG_LEVEL=debug",
-	})
-	w.waitReady(t, 30*time.Second)
+	w := stacktest.StartWatcher(t, env, "K_SINK="+sink+"/events", "DWP_CLUSTER_NAME="+cluster,
+		"DWP_NAMESPACES="+ns, "DWP_ARGOCD_NAMESPACE="+cdNS, "DWP_RESYNC_INTERVAL=3s", "DWP_LOG_LEVEL=debug")
 
 	apps := env.AdminDynamic(t).Resource(applications).Namespace(cdNS)
 	var redisLag, streamLag []time.Duration
@@ -153,7 +145,7 @@ func TestCDStatusFollowsArgoCD(t *testing.T) {
 			status("Synced", "Healthy", rev, "Succeeded"))
 
 		// Argo CD rewrites reconciledAt every few seconds: nothing is sent.
-		before := w.metric(t, `dwp_watcher_changes_total{change="changed",kind="applications"}`)
+		before := w.Metric(t, `dwp_watcher_changes_total{change="changed",kind="applications"}`)
 		if before == 0 {
 			t.Fatal("the watcher counts no Application changes")
 		}
@@ -161,7 +153,7 @@ func TestCDStatusFollowsArgoCD(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second)
-		if after := w.metric(t, `dwp_watcher_changes_total{change="changed",kind="applications"}`); after != before {
+		if after := w.Metric(t, `dwp_watcher_changes_total{change="changed",kind="applications"}`); after != before {
 			t.Errorf("a rewrite of reconciledAt alone sent %v changes", after-before)
 		}
 	}
@@ -417,98 +409,4 @@ func followStream(t *testing.T, ctx context.Context, url, token, app string) *fo
 		}
 	}()
 	return f
-}
-
-// watcherProc is the watcher binary running.
-type watcherProc struct {
-	log    string
-	listen string
-}
-
-var listenRE = regexp.MustCompile(`"msg":"watcher serving health and metrics","address":"([^"]+)"`)
-
-func startWatcher(t *testing.T, env []string) *watcherProc {
-	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "watcher")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/dwp-sre/dwp-sre/watcher").CombinedOutput(); err != nil {
-		t.Fatalf("go build the watcher: %v\n%s", err, out)
-	}
-	p := &watcherProc{log: filepath.Join(dir, "watcher.log")}
-	logf, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(append(os.Environ(), env...), "DWP_LISTEN_ADDRESS=127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			t.Logf("watcher log (last 4 KiB):\n%s", b[max(0, len(b)-4096):])
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); p.listen == ""; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(p.log)
-		if m := listenRE.FindSubmatch(b); m != nil {
-			p.listen = string(m[1])
-		} else if time.Now().After(deadline) {
-			t.Fatalf("the watcher did not start serving:\n%s", b)
-		}
-	}
-	return p
-}
-
-func (p *watcherProc) get(path string) (int, string) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + p.listen + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func (p *watcherProc) waitReady(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
-		if code, _ := p.get("/readyz"); code == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the watcher was not ready within %s", timeout)
-		}
-	}
-}
-
-// metric reads one sample of the watcher's /metrics (0 when absent).
-func (p *watcherProc) metric(t *testing.T, sample string) float64 {
-	t.Helper()
-	code, body := p.get("/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("watcher /metrics: %d %s", code, body)
-	}
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
 }

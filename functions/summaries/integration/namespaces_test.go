@@ -19,6 +19,7 @@ import (
 	"github.com/dwp-sre/dwp-sre/internal/eventrouter"
 	"github.com/dwp-sre/dwp-sre/internal/summarystore/redistest"
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/stacktest"
 )
 
 // TestNamespaceDiscovery: pods run in two namespaces of the local plane, the watcher keeps
@@ -37,11 +38,7 @@ func TestNamespaceDiscovery(t *testing.T) {
 
 	redisSrv := redistest.Start(t)
 	fn := startFamily(t, env, redisSrv.Addr, cluster)
-	w := startWatcher(t, []string{
-		"K_SINK=" + fn + "/events", "DWP_KUBECONFIG=" + env.Kubeconfig, "DWP_CLUSTER_NAME=" + cluster,
-		"DWP_NAMESPACES=" + mine + "," + theirs, "DWP_LEADER_ELECT=false", "DWP_RESYNC_INTERVAL=1m",
-	})
-	w.waitReady(t, 30*time.Second)
+	stacktest.StartWatcher(t, env, "K_SINK="+fn+"/events", "DWP_CLUSTER_NAME="+cluster, "DWP_NAMESPACES="+mine+","+theirs)
 
 	// Every page as the user, following continue tokens across the whole cluster.
 	listAll := func(user string) map[string][]string {
