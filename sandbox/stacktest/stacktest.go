@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/dwp-sre/dwp-sre/sandbox/clustertest"
+	"github.com/dwp-sre/dwp-sre/sandbox/serviceenv"
 )
 
 // Options tune a Stack.
@@ -52,9 +53,6 @@ type Stack struct {
 	procs   []*proc
 }
 
-// audience is the audience of the watcher's token for the function.
-const audience = "dwp-function"
-
 // Start runs the services for t, stopped when t ends. It needs Argo CD to sync (CD runs
 // deploy through it): it waits for that.
 func Start(t testing.TB, env *clustertest.Env, opts Options) *Stack {
@@ -72,32 +70,26 @@ func Start(t testing.TB, env *clustertest.Env, opts Options) *Stack {
 	}
 	// The watcher sends as its ServiceAccount in a namespace of the stack's own.
 	senderNS := env.Namespace(t)
-	tokenFile, sender := env.SenderToken(t, senderNS, "dwp-watcher", audience)
+	tokenFile, sender := env.SenderToken(t, senderNS, "dwp-watcher", serviceenv.EventsAudience)
 
-	fnAddr, routerAddr := freeAddr(t), freeAddr(t)
-	st.FunctionURL, st.RouterURL = "http://"+fnAddr, "http://"+routerAddr
-	redis := []string{"DWP_REDIS_ADDR=127.0.0.1:6379", "DWP_REDIS_PREFIX=" + prefix}
+	stack := serviceenv.Stack{
+		Plane: env.Info, Function: freeAddr(t), Watcher: freeAddr(t), Router: freeAddr(t),
+		Redis: "127.0.0.1:6379", RedisPrefix: prefix, Cluster: st.Cluster,
+		RunKeyFile: key, SinkTokenFile: tokenFile, Sender: sender,
+	}
+	st.FunctionURL, st.RouterURL = "http://"+stack.Function, "http://"+stack.Router
 
-	st.start(t, "function", bins["dwp-function"], dir, append(append([]string{
-		"LISTEN_ADDRESS=" + fnAddr, "DWP_KUBECONFIG=" + env.Kubeconfig,
-		"DWP_ARGO_SERVER_URL=" + env.ArgoServerURL, "DWP_ARCHIVE_DSN=" + env.ArchiveDSN, "DWP_ARCHIVE_CLUSTER_NAME=" + env.ClusterName,
-		"DWP_CLUSTER_NAME=" + st.Cluster, "DWP_GITOPS_REPO=" + env.GitopsRepo, "DWP_RUN_KEY_FILE=" + key,
-		"DWP_ARGOCD_NAMESPACE=" + env.ArgoCDNamespace, "DWP_EVENTS_AUDIENCE=" + audience, "DWP_EVENT_SENDERS=" + sender,
-		"DWP_CORS_ORIGINS=" + st.RouterURL,
-	}, redis...), opts.Function...))
+	st.start(t, "function", bins["dwp-function"], dir, append(stack.FunctionEnv(), opts.Function...))
 	waitHTTP(t, st.FunctionURL+"/health/readiness", 30*time.Second)
 
-	w := startService(t, "watcher", bins["watcher"], dir, freeAddr(t), watcherDefaults(env), append(append([]string{
-		"K_SINK=" + st.FunctionURL + "/events", "DWP_SINK_TOKEN_FILE=" + tokenFile,
-		"DWP_NAMESPACES=" + strings.Join(opts.Namespaces, ","), "DWP_CLUSTER_NAME=" + st.Cluster,
-	}, redis...), opts.Watcher...))
+	// The watcher of a test: its namespaces only, no leader election, CD steps looked at
+	// again every 2 s.
+	w := startService(t, "watcher", bins["watcher"], dir, stack.Watcher, nil, append(append(stack.WatcherEnv(),
+		"DWP_NAMESPACES="+strings.Join(opts.Namespaces, ","), "DWP_LEADER_ELECT=false", "DWP_STEP_RECHECK_INTERVAL=2s",
+	), opts.Watcher...))
 	st.procs = append(st.procs, w.proc)
 
-	router := []string{"DWP_SUMMARY_CLUSTER_NAMES=dwp-local=" + st.Cluster, "DWP_CONSOLE_API_URL=" + st.FunctionURL}
-	if env.PrometheusURL != "" {
-		router = append(router, "DWP_PROMETHEUS_URL="+env.PrometheusURL)
-	}
-	r := startService(t, "sse-router", bins["sse-router"], dir, routerAddr, routerDefaults(env), append(append(router, redis...), opts.Router...))
+	r := startService(t, "sse-router", bins["sse-router"], dir, stack.Router, nil, append(stack.RouterEnv(), opts.Router...))
 	st.procs = append(st.procs, r.proc)
 	return st
 }

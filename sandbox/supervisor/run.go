@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/dwp-sre/dwp-sre/sandbox/controlplane"
+	"github.com/dwp-sre/dwp-sre/sandbox/serviceenv"
 )
 
 // Config is where `make run`'s pieces live.
@@ -85,8 +86,8 @@ var DefaultAddrs = Addrs{
 
 const (
 	// The watcher sends events as its own ServiceAccount, with a token for the function's
-	// audience; the function accepts events from that identity alone.
-	eventsAudience  = "dwp-function"
+	// audience (serviceenv.EventsAudience); the function accepts events from that identity
+	// alone.
 	watcherNS       = "dwp-system"
 	watcherSA       = "dwp-watcher"
 	tokenLifetime   = 2 * time.Hour
@@ -319,7 +320,7 @@ func ensureWatcherIdentity(ctx context.Context, cs kubernetes.Interface) error {
 func writeToken(ctx context.Context, cs kubernetes.Interface, path string) error {
 	seconds := int64(tokenLifetime / time.Second)
 	tr, err := cs.CoreV1().ServiceAccounts(watcherNS).CreateToken(ctx, watcherSA, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{eventsAudience}, ExpirationSeconds: &seconds},
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{serviceenv.EventsAudience}, ExpirationSeconds: &seconds},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("token for %s/%s: %w", watcherNS, watcherSA, err)
@@ -372,38 +373,15 @@ func (r *runner) renewToken(ctx context.Context, info controlplane.Info) {
 func (r *runner) serviceSpecs(info controlplane.Info) []Spec {
 	bin := func(name string) string { return filepath.Join(r.cfg.BinDir, name) }
 	log := func(name string) string { return filepath.Join(r.logDir, name+".log") }
-	kc := "DWP_KUBECONFIG=" + info.Kubeconfig
 	a := r.cfg.Addrs
-	router := []string{kc, "DWP_LISTEN_ADDRESS=" + a.Router, "DWP_REDIS_ADDR=" + a.Redis,
-		"DWP_ARGO_SERVER_URL=" + info.ArgoServerURL,
-		// The kubeconfig's context is dwp-local; the watcher names the cluster "default".
-		"DWP_SUMMARY_CLUSTER_NAMES=dwp-local=default",
-		// The console the router serves calls the function's API.
-		"DWP_CONSOLE_API_URL=http://" + a.Function}
-	if info.PrometheusURL != "" {
-		router = append(router, "DWP_PROMETHEUS_URL="+info.PrometheusURL)
+	stack := serviceenv.Stack{
+		Plane: info, Function: a.Function, Watcher: a.Watcher, Router: a.Router, Redis: a.Redis,
+		RunKeyFile: r.runKey, SinkTokenFile: r.tokenFile, Sender: "system:serviceaccount:" + watcherNS + ":" + watcherSA,
 	}
 	return []Spec{
-		{
-			Name: "function", Path: bin("dwp-function"), Log: log("function"),
-			// The archive is read through argo-server (which also serves archived step
-			// logs from the plane's object store), as the caller; the Postgres DSN is
-			// there for when it is unset.
-			Env: []string{kc, "LISTEN_ADDRESS=" + a.Function,
-				"DWP_ARGO_SERVER_URL=" + info.ArgoServerURL, "DWP_ARCHIVE_DSN=" + info.ArchiveDSN,
-				"DWP_ARCHIVE_CLUSTER_NAME=" + info.ClusterName, "DWP_REDIS_ADDR=" + a.Redis,
-				"DWP_GITOPS_REPO=" + info.GitopsRepo, "DWP_RUN_KEY_FILE=" + r.runKey,
-				"DWP_ARGOCD_NAMESPACE=" + info.ArgoCDNamespace, "DWP_EVENTS_AUDIENCE=" + eventsAudience,
-				"DWP_EVENT_SENDERS=system:serviceaccount:" + watcherNS + ":" + watcherSA,
-				// The console, served by the router, calls the function cross-origin.
-				"DWP_CORS_ORIGINS=http://" + a.Router},
-		},
-		{
-			Name: "watcher", Path: bin("watcher"), Log: log("watcher"),
-			Env: []string{kc, "K_SINK=http://" + a.Function + "/events", "DWP_SINK_TOKEN_FILE=" + r.tokenFile,
-				"DWP_LISTEN_ADDRESS=" + a.Watcher, "DWP_REDIS_ADDR=" + a.Redis, "DWP_RESYNC_INTERVAL=1m"},
-		},
-		{Name: "sse-router", Path: bin("sse-router"), Log: log("sse-router"), Env: router},
+		{Name: "function", Path: bin("dwp-function"), Log: log("function"), Env: stack.FunctionEnv()},
+		{Name: "watcher", Path: bin("watcher"), Log: log("watcher"), Env: stack.WatcherEnv()},
+		{Name: "sse-router", Path: bin("sse-router"), Log: log("sse-router"), Env: stack.RouterEnv()},
 	}
 }
 
