@@ -56,14 +56,19 @@ func noMoreLines(t *testing.T, c *client) {
 	}
 }
 
-// workflowPod runs a pod of workflow wf (by Argo's label, as its steps' pods are).
+// workflowPod runs a pod of workflow wf (by Argo's label, as its steps' pods are). It
+// keeps running until the test ends: the plane, playing Argo's executor, would otherwise
+// complete it about a second after it runs, and its log would stop being followed.
 func workflowPod(t *testing.T, env *clustertest.Env, ns, name, wf string) {
 	t.Helper()
 	cs := env.AdminClientset(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"workflows.argoproj.io/workflow": wf}},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Labels: map[string]string{"workflows.argoproj.io/workflow": wf},
+			Annotations: map[string]string{"dwp.io/keep-running": "true"},
+		},
 		Spec: corev1.PodSpec{
 			NodeName:   env.NodeName,
 			Containers: []corev1.Container{{Name: "main", Image: "registry.example/step:1"}},
