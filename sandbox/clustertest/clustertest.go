@@ -340,7 +340,9 @@ func namespaceName(testName string) string {
 func (e *Env) Grant(t testing.TB, namespace, user, clusterRole string) {
 	t.Helper()
 	cs := e.AdminClientset(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: a role such as view takes one review per rule, and a test beside this one
+	// may be restarting the shared API server.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := cs.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: user + "-" + clusterRole},
